@@ -1,0 +1,16 @@
+"""KFP component: embed (one feature vector per clean sample)."""
+
+from kfp import dsl
+
+from kurate.artifacts import EmbeddingsArtifact, FileListArtifact
+from kurate.images import image_for
+
+
+@dsl.component(base_image=image_for("embed"), install_kfp_package=False)
+def embed(config: str, clean: dsl.Input[FileListArtifact], embeddings: dsl.Output[EmbeddingsArtifact]):
+    """Embed the clean samples (config: JSON of the embed keys)."""
+    import json
+
+    from kurate.phases.embed import run_embed
+
+    run_embed(clean.path, embeddings.path, json.loads(config))

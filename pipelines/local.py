@@ -1,0 +1,34 @@
+"""Run the curation pipeline on this machine through kfp.local (the same DAG the clusters run)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+
+from kurate.plan import TASKS, RunPlan
+
+log = logging.getLogger("kurate.local")
+
+
+def pipeline_arguments(plan: RunPlan) -> dict[str, str]:
+    """The pipeline's parameters for ``plan``: one JSON string of keys per task."""
+    return {f"{t}_config": json.dumps(plan.task_configs[t], sort_keys=True) for t in TASKS}
+
+
+def run_local(plan: RunPlan, keep_work: bool = False) -> None:
+    """Execute every task with kfp.local's SubprocessRunner in this Python environment.
+
+    kfp.local's scratch (pipeline_root) is the run's own ``.work`` folder, removed after success
+    unless ``keep_work``; its workspace_root (which kfp.local deletes) is left to kfp's own temp dir.
+    """
+    from kfp import local
+
+    from kurate.pipelines.curation import curation_pipeline
+
+    os.makedirs(plan.work_dir, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=plan.work_dir, raise_on_error=True)
+    curation_pipeline(**pipeline_arguments(plan))
+    if not keep_work:
+        shutil.rmtree(plan.work_dir, ignore_errors=True)

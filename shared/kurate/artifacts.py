@@ -1,0 +1,19 @@
+"""KFP artifact classes of kurate's typed inputs and outputs.
+
+They live in the library (not in a component file) so that kfp.local and every phase image can
+import them. Their ``schema_title`` stays the standard ``system.Dataset``: KFP only accepts the
+``system``/``google`` namespaces, and Vertex AI knows only its registered system schemas. The
+folder layouts are documented in :mod:`kurate.filelist` and :mod:`kurate.embeddings_io`.
+"""
+
+from __future__ import annotations
+
+from kfp import dsl
+
+
+class FileListArtifact(dsl.Dataset):
+    """A file list: ``meta.json`` + ``files.csv`` (names relative to the input root, which it records)."""
+
+
+class EmbeddingsArtifact(dsl.Dataset):
+    """Embeddings: ``embeddings.npy`` (float32 N x d) + ``filenames.csv`` + ``meta.json``."""

@@ -1,0 +1,288 @@
+"""Compose, validate and split the config.
+
+``compose_config`` builds the config exactly as Hydra does for the Lightly container (a YAML file
+and/or ``key=value`` overrides over the structured schema), ``validate`` checks every value and
+fails with one line naming the key and what is allowed, and ``phase_config`` hands each phase
+only its own keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from kurate.config.schema import PHASE_KEYS, KurateConfig
+from kurate.errors import ConfigError, NotSupportedYetError
+
+SCHEMA_NAME = "kurate_schema"
+_USER_NAME = "kurate_user_config"
+
+MODEL_NAMES = ("resnet-9", "resnet-18", "resnet-34", "resnet-50", "resnet-101", "resnet-152")
+IMAGE_FORMATS = ("png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff", "ppm")
+METHODS = ("coreset", "random")
+SCORERS = ("object-frequency",)
+REDACTED = "***"
+
+
+def _register(node: Any, name: str) -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=name, node=node)
+
+
+def _error_from_omegaconf(exc: BaseException) -> ConfigError:
+    """Turn Hydra/OmegaConf composition errors into one line naming the key."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in chain:
+        if isinstance(err, OmegaConfBaseException):
+            key = str(getattr(err, "full_key", "") or "")
+            msg = str(getattr(err, "msg", "") or str(err)).splitlines()[0]
+            if "not in struct" in msg or "Key '" in msg and "not" in msg:
+                return ConfigError(key, "unknown key (not a kurate/Lightly config key; see the spec)")
+            return ConfigError(key, msg)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if text.startswith("Could not override '"):
+        key = text.split("'")[1]
+        return ConfigError(key, "unknown key (not a kurate/Lightly config key; see the spec)")
+    return ConfigError("", text)
+
+
+def compose_config(
+    overrides: Sequence[str] = (),
+    config_path: str | None = None,
+    config_name: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> DictConfig:
+    """Compose the schema, an optional YAML file (``config_path/config_name``) and the overrides.
+
+    Raises :class:`ConfigError` (one line, naming the key) for unknown keys and wrong types; values
+    are checked by :func:`validate`, which this calls before returning.
+    """
+    from hydra import compose, initialize
+    from hydra.core.global_hydra import GlobalHydra
+
+    env = os.environ if environ is None else environ
+    base = OmegaConf.structured(KurateConfig)
+    if config_name:
+        directory = config_path or "."
+        path = os.path.join(directory, config_name if config_name.endswith((".yaml", ".yml")) else f"{config_name}.yaml")
+        if not os.path.isfile(path):
+            raise ConfigError("--config-name", f"config file {path} does not exist")
+        try:
+            user = OmegaConf.load(path)
+        except Exception as exc:  # yaml errors come in many types
+            raise ConfigError("--config-name", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if isinstance(user, DictConfig):
+            user.pop("defaults", None)
+            user.pop("hydra", None)
+        try:
+            base = OmegaConf.merge(base, user)
+        except OmegaConfBaseException as exc:
+            raise _error_from_omegaconf(exc) from None
+    name = _USER_NAME if config_name else SCHEMA_NAME
+    _register(base, name)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize(version_base=None, config_path=None):
+            cfg = compose(config_name=name, overrides=list(overrides))
+    except Exception as exc:  # Hydra wraps OmegaConf errors in its own exceptions
+        raise _error_from_omegaconf(exc) from None
+    finally:
+        GlobalHydra.instance().clear()
+    # Hydra's '+key=value' bypasses struct mode: reject keys the schema does not have.
+    _reject_unknown(cfg, OmegaConf.structured(KurateConfig), "")
+    if not cfg.token and env.get("LIGHTLY_TOKEN"):
+        cfg.token = env["LIGHTLY_TOKEN"]
+    validate(cfg)
+    return cfg
+
+
+def _reject_unknown(cfg: Any, schema: Any, prefix: str) -> None:
+    for key in cfg.keys():
+        full = f"{prefix}{key}"
+        if key not in schema:
+            raise ConfigError(full, "unknown key (not a kurate/Lightly config key; see the spec)")
+        sub = schema[key] if OmegaConf.is_dict(schema[key]) else None
+        if sub is not None and OmegaConf.is_dict(cfg[key]):
+            _reject_unknown(cfg[key], sub, f"{full}.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Value checks
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _need(cond: bool, key: str, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(key, allowed)
+
+
+def _plain(v: Any) -> Any:
+    return OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+
+
+def n_samples_active(v: Any) -> bool:
+    """Whether ``stopping_condition.n_samples`` is set (anything but -1)."""
+    return not (_is_num(v) and v == -1)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every value; raise :class:`ConfigError` naming the first bad key and what is allowed."""
+    sc = cfg.stopping_condition
+    n = _plain(sc.n_samples)
+    _need(
+        _is_num(n) and (n == -1 or (_is_int(n) and n >= 1) or (isinstance(n, float) and 0 < n <= 1)),
+        "stopping_condition.n_samples",
+        f"got {n!r}; allowed: an int >= 1 (a count), a float in (0, 1] (a fraction of the input), or -1",
+    )
+    md = _plain(sc.min_distance)
+    _need(
+        _is_num(md) and (md == -1 or md >= 0) and math.isfinite(md),
+        "stopping_condition.min_distance",
+        f"got {md!r}; allowed: a distance >= 0, or -1 (inactive)",
+    )
+    _need(
+        n_samples_active(n) or md != -1,
+        "stopping_condition",
+        "neither n_samples nor min_distance is set; set stopping_condition.n_samples and/or .min_distance",
+    )
+    _need(cfg.method in METHODS, "method", f"got {cfg.method!r}; allowed: {', '.join(METHODS)}")
+    th = cfg.corruptness_check.corruption_threshold
+    _need(0 <= th <= 1, "corruptness_check.corruption_threshold", f"got {th!r}; allowed: a number in [0, 1]")
+    mp = cfg.corruptness_check.max_image_pixels
+    _need(mp >= 1, "corruptness_check.max_image_pixels", f"got {mp!r}; allowed: an int >= 1")
+    nex = cfg.n_example_images
+    _need(nex >= 0 and nex % 2 == 0, "n_example_images", f"got {nex!r}; allowed: an even number >= 0")
+    mem = cfg.memory_requirement_in_GB
+    _need(mem > 0, "memory_requirement_in_GB", f"got {mem!r}; allowed: a number > 0")
+    size = _plain(cfg.output_image_size)
+    _need(
+        (_is_int(size) and (size == -1 or size >= 1))
+        or (isinstance(size, list) and len(size) == 2 and all(_is_int(s) and s >= 1 for s in size)),
+        "output_image_size",
+        f"got {size!r}; allowed: -1 (keep), an int >= 1 (shortest edge) or [height, width]",
+    )
+    fmt = str(cfg.output_image_format).lower()
+    _need(fmt in IMAGE_FORMATS, "output_image_format", f"got {fmt!r}; allowed: {', '.join(IMAGE_FORMATS)}")
+    ssl = cfg.selected_sequence_length
+    _need(ssl >= 1, "selected_sequence_length", f"got {ssl!r}; allowed: an int >= 1")
+    if ssl > 1:
+        on = [k for k in ("enable_corruptness_check", "remove_exact_duplicates") if cfg[k]]
+        _need(
+            not on,
+            "selected_sequence_length",
+            f"sequence selection does not combine with {' and '.join(on)}; set "
+            + " ".join(f"{k}=False" for k in on),
+        )
+        if _is_int(n) and n != -1:
+            _need(n % ssl == 0, "stopping_condition.n_samples", f"got {n}; must be a multiple of {ssl}")
+    _need(
+        cfg.scorer in SCORERS or cfg.scorer in ("", "none"),
+        "scorer",
+        f"got {cfg.scorer!r}; allowed: {', '.join(SCORERS)}",
+    )
+    fp = cfg.scorer_config.frequency_penalty
+    _need(fp >= 0, "scorer_config.frequency_penalty", f"got {fp!r}; allowed: a number >= 0")
+    ms = cfg.scorer_config.min_score
+    _need(0 <= ms <= 1, "scorer_config.min_score", f"got {ms!r}; allowed: a number in [0, 1]")
+    lm = cfg.lightly.model
+    _need(lm.name in MODEL_NAMES, "lightly.model.name", f"got {lm.name!r}; allowed: {', '.join(MODEL_NAMES)}")
+    _need(lm.num_ftrs >= 1, "lightly.model.num_ftrs", f"got {lm.num_ftrs!r}; allowed: an int >= 1")
+    _need(lm.out_dim >= 1, "lightly.model.out_dim", f"got {lm.out_dim!r}; allowed: an int >= 1")
+    _need(lm.width > 0, "lightly.model.width", f"got {lm.width!r}; allowed: a number > 0")
+    isz = cfg.lightly.collate.input_size
+    _need(isz >= 8, "lightly.collate.input_size", f"got {isz!r}; allowed: an int >= 8")
+    bs = cfg.lightly.loader.batch_size
+    _need(bs >= 1, "lightly.loader.batch_size", f"got {bs!r}; allowed: an int >= 1")
+    nw = cfg.lightly.loader.num_workers
+    _need(nw >= -1, "lightly.loader.num_workers", f"got {nw!r}; allowed: -1 (all cores), 0, or more")
+    if cfg.enable_training and cfg.embeddings:
+        raise ConfigError("enable_training", "cannot train when precomputed embeddings are given; unset embeddings")
+    if cfg.datapool.name is not None:
+        _need(
+            isinstance(cfg.datapool.name, str) and cfg.datapool.name.strip() != "" and "/" not in cfg.datapool.name,
+            "datapool.name",
+            f"got {cfg.datapool.name!r}; allowed: a non-empty name without '/'",
+        )
+    if cfg.input_dir and cfg.datasource.dataset_id and str(cfg.datasource.dataset_id) != cfg.input_dir:
+        raise ConfigError(
+            "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
+        )
+    _check_not_supported_yet(cfg)
+
+
+#: Keys that this version accepts but does not implement yet: (key, default value, issue).
+NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (
+    ("enable_training", False, "training"),
+    ("pretagging", False, "pretagging"),
+    ("pretagging_debug", False, "pretagging"),
+    ("pretagging_config", "", "pretagging"),
+    ("append_weak_labels", False, "pretagging/weak labels"),
+    ("upload_dataset", False, "the datapool"),
+    ("datapool.name", None, "the datapool"),
+    ("datapool.dataset_id", None, "the datapool"),
+    ("datasource.process_all", False, "the datapool"),
+    ("datasource.enable_datapool_update", True, "the datapool"),
+    ("datasource.use_frame_count_metadata", False, "video input"),
+    ("selected_sequence_length", 1, "video input"),
+)
+
+
+def _check_not_supported_yet(cfg: DictConfig) -> None:
+    for key, default, what in NOT_SUPPORTED_YET:
+        value = OmegaConf.select(cfg, key)
+        if value != default:
+            raise NotSupportedYetError(
+                key, f"not supported yet ({what} is not implemented in this version); leave it at {default!r}"
+            )
+    for key in ("input_dir", "output_dir", "checkpoint", "embeddings", "relevant_filenames_file"):
+        v = str(OmegaConf.select(cfg, key) or "")
+        if v.startswith(("s3://", "gs://")):
+            raise NotSupportedYetError(key, "bucket URIs (s3://, gs://) are not supported yet in this version")
+    if cfg.datasource.dataset_id and str(cfg.datasource.dataset_id).startswith(("s3://", "gs://")):
+        raise NotSupportedYetError("datasource.dataset_id", "bucket URIs are not supported yet in this version")
+
+
+# --------------------------------------------------------------------------------------------------
+# Splitting and saving
+# --------------------------------------------------------------------------------------------------
+
+
+def phase_config(cfg: DictConfig, phase: str) -> dict[str, Any]:
+    """Only the keys of ``phase`` (see :data:`PHASE_KEYS`), as plain JSON-able data."""
+    group = PHASE_KEYS[phase]
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(group):
+        out[f.name] = _plain(cfg[f.name])
+    return out
+
+
+def redacted(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data with the token replaced, for saving and logging."""
+    data: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    if data.get("token"):
+        data["token"] = REDACTED
+    return data
+
+
+def to_yaml(data: dict[str, Any]) -> str:
+    """YAML text of plain config data (block style, keys in schema order)."""
+    return OmegaConf.to_yaml(OmegaConf.create(data))

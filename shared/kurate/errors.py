@@ -1,0 +1,44 @@
+"""The small exception hierarchy every phase raises, so entry points can map errors to exit codes."""
+
+
+class KurateError(Exception):
+    """Base of every error kurate raises on purpose (never a bug)."""
+
+    exit_code = 1
+
+
+class ConfigError(KurateError):
+    """A configuration key or value is wrong; the message names the key and what is allowed."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class NotSupportedYetError(ConfigError):
+    """A valid spec key that this version of kurate accepts but does not implement yet."""
+
+
+class CorruptFileError(KurateError):
+    """A single input file cannot be used; reported and skipped, never fatal for the run."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+class StorageError(KurateError):
+    """A systemic storage problem (missing credentials, access denied, no such bucket): fatal at once."""
+
+
+class OutputExistsError(KurateError):
+    """The run directory already holds a complete run; kurate never overwrites finished outputs."""
+
+    exit_code = 2
+
+
+class SelectionError(KurateError):
+    """Selection cannot proceed (e.g. no valid sample left)."""

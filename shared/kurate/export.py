@@ -1,0 +1,240 @@
+"""Export: write a run's outputs in Lightly's layout (plus what helps), every file atomically.
+
+``report.json`` is written last: its presence marks the run directory as complete, so a run killed
+mid-export leaves an incomplete directory that the next run with the same ``run_directory`` resumes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kurate import __version__, embeddings_io, filelist, media, storage
+from kurate.errors import CorruptFileError, KurateError
+from kurate.select import normalize
+
+log = logging.getLogger("kurate.export")
+
+REPORT_JSON = "report.json"
+FORMAT_EXT = {"jpeg": "jpg", "tif": "tiff"}
+PIL_FORMAT = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "webp": "WEBP", "tif": "TIFF",
+              "tiff": "TIFF", "ppm": "PPM"}
+
+
+@dataclass
+class RunInputs:
+    """Everything the pipeline produced that export turns into outputs."""
+
+    files: filelist.FileList
+    clean: filelist.FileList
+    corrupt: filelist.FileList
+    duplicates: filelist.FileList
+    selection: filelist.FileList
+    emb_names: list[str]
+    embeddings: np.ndarray
+    emb_meta: dict[str, Any] = field(default_factory=dict)
+
+
+def is_complete(run_dir: str) -> bool:
+    """True if ``run_dir`` holds a finished run (its report.json exists)."""
+    return storage.exists(storage.join(run_dir, REPORT_JSON))
+
+
+def labels_for(names: Sequence[str]) -> list[int]:
+    """Lightly's labels: the index of the top-level subfolder among the sorted subfolders (0 at the root)."""
+    classes = sorted({n.split("/", 1)[0] for n in names if "/" in n})
+    idx = {c: i for i, c in enumerate(classes)}
+    return [idx[n.split("/", 1)[0]] if "/" in n else 0 for n in names]
+
+
+def _write_lines(uri: str, names: Sequence[str]) -> None:
+    storage.write_text(uri, "".join(f"{n}\n" for n in names))
+
+
+def _write_csv(uri: str, names: Sequence[str], x: np.ndarray) -> None:
+    with storage.atomic_writer(uri, "w", encoding="utf-8") as fh:
+        embeddings_io.write_lightly_csv(fh, list(names), x, labels_for(names))
+
+
+def _resize(img: Any, size: Any) -> Any:
+    from PIL import Image
+
+    if size == -1 or size is None:
+        return img
+    if isinstance(size, int):
+        w, h = img.size
+        scale = size / min(w, h)
+        new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    else:
+        new = (int(size[1]), int(size[0]))  # size is [h, w]; PIL wants (w, h)
+    return img.resize(new, Image.Resampling.BICUBIC)
+
+
+def dumped_name(name: str, fmt: str) -> str:
+    """Where a dumped sample goes under data/sampled/: same relative path, extension of ``fmt``."""
+    ext = FORMAT_EXT.get(fmt, fmt)
+    if media.extension(name) in (fmt, ext) or FORMAT_EXT.get(media.extension(name)) == ext:
+        return name
+    stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+    return f"{stem}.{ext}"
+
+
+def dump_samples(root: str, names: Sequence[str], out_dir: str, size: Any, fmt: str, workers: int = 8) -> list[str]:
+    """Copy (or re-encode/resize) the selected samples into ``out_dir``; returns names that failed."""
+    fmt = fmt.lower()
+    targets = [dumped_name(n, fmt) for n in names]
+    if len(set(targets)) != len(targets):  # e.g. a.jpg and a.png both → a.png: keep full names
+        targets = [n if dumped_name(n, fmt) == n else f"{n}.{FORMAT_EXT.get(fmt, fmt)}" for n in names]
+
+    def one(pair: tuple[str, str]) -> str | None:
+        name, target = pair
+        src = filelist.sample_uri(root, name)
+        dst = storage.join(out_dir, target)
+        try:
+            if (size == -1 or size is None) and target == name:
+                storage.write_bytes(dst, storage.read_bytes(src))
+                return None
+            img = _resize(media.load_image(src, name), size)
+            buf = io.BytesIO()
+            img.save(buf, format=PIL_FORMAT[fmt])
+            storage.write_bytes(dst, buf.getvalue())
+        except (CorruptFileError, FileNotFoundError) as exc:
+            log.warning("could not dump %s: %s", name, exc)
+            return name
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return [n for n in pool.map(one, zip(names, targets, strict=True)) if n is not None]
+
+
+def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[str, Any]:
+    """Write every output of the run to ``run_dir`` and return the report data."""
+    t0 = time.time()
+    if is_complete(run_dir):
+        raise KurateError(f"{run_dir} already holds a complete run; choose another run_directory")
+    storage.makedirs(run_dir)
+
+    # The four lists partition the input: corrupt (check + embed failures), duplicate, removed, sampled.
+    embed_failed = [(str(n), str(r)) for n, r in inputs.emb_meta.get("failed", [])]
+    corrupt_rows = list(zip(inputs.corrupt.names, inputs.corrupt.columns.get("reason", []), strict=True))
+    corrupt_rows += embed_failed
+    corrupt_names = sorted(n for n, _ in corrupt_rows)
+    duplicate_names = sorted(inputs.duplicates.names)
+    sampled = sorted(inputs.selection.names)
+    sampled_set = set(sampled)
+    failed_set = {n for n, _ in embed_failed}
+    removed = sorted(n for n in inputs.clean.names if n not in sampled_set and n not in failed_set)
+    total = len(corrupt_names) + len(duplicate_names) + len(removed) + len(sampled)
+    if total != len(inputs.files) or set(inputs.files.names) != (
+        set(corrupt_names) | set(duplicate_names) | set(removed) | sampled_set
+    ):
+        raise KurateError("internal error: the output file lists do not partition the input")
+
+    fdir = storage.join(run_dir, "filenames")
+    _write_lines(storage.join(fdir, "corrupt_filenames.txt"), corrupt_names)
+    _write_lines(storage.join(fdir, "duplicate_filenames.txt"), duplicate_names)
+    _write_lines(storage.join(fdir, "removed_filenames.txt"), removed)
+    _write_lines(storage.join(fdir, "sampled_filenames.txt"), sampled)
+    reasons = filelist.FileList(root="", names=[n for n, _ in sorted(corrupt_rows)],
+                                columns={"reason": [r for _, r in sorted(corrupt_rows)]})
+    buf = io.StringIO()
+    import csv
+
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["filename", "reason"])
+    w.writerows(reasons.rows())
+    storage.write_text(storage.join(fdir, "corrupt_reasons.csv"), buf.getvalue())
+    dup_buf = io.StringIO()
+    w = csv.writer(dup_buf, lineterminator="\n")
+    w.writerow(["filename", "duplicate_of"])
+    w.writerows(sorted(inputs.duplicates.rows()))
+    storage.write_text(storage.join(fdir, "duplicate_of.csv"), dup_buf.getvalue())
+
+    ddir = storage.join(run_dir, "data")
+    x = np.asarray(inputs.embeddings, dtype=np.float32)
+    _write_csv(storage.join(ddir, "embeddings.csv"), inputs.emb_names, x)
+    xn = normalize(x)
+    _write_csv(storage.join(ddir, "normalized_embeddings.csv"), inputs.emb_names, xn)
+    if config.get("dump_sampled_embeddings", True):
+        pos = {n: i for i, n in enumerate(inputs.emb_names)}
+        rows = np.array([pos[n] for n in sampled], dtype=np.int64)
+        sel = (xn if inputs.selection.extra.get("normalized", True) else x)[rows] if len(rows) else xn[:0]
+        _write_csv(storage.join(ddir, "selected_embeddings.csv"), sampled, sel)
+
+    dump_failed: list[str] = []
+    if config.get("dump_dataset", False):
+        dump_failed = dump_samples(
+            inputs.files.root, sampled, storage.join(ddir, "sampled"),
+            config.get("output_image_size", -1), str(config.get("output_image_format", "png")),
+        )
+
+    if config.get("config_yaml"):
+        storage.write_text(storage.join(run_dir, "config", "config.yaml"), str(config["config_yaml"]))
+
+    sel_extra = inputs.selection.extra
+    report: dict[str, Any] = {
+        "kurate_version": __version__,
+        "input": inputs.files.root,
+        "run_directory": run_dir,
+        "counts": {
+            "available": len(inputs.files),
+            "corrupt": len(corrupt_names),
+            "duplicate": len(duplicate_names),
+            "embedded": len(inputs.emb_names),
+            "selected": len(sampled),
+            "removed": len(removed),
+        },
+        "ignored": {
+            "other_extensions": inputs.files.extra.get("ignored_other_extensions", 0),
+            "videos": inputs.files.extra.get("ignored_videos", 0),
+            "names_with_newline": inputs.files.extra.get("skipped_names", []),
+            "relevant_filenames_missing": inputs.files.extra.get("relevant_missing_count", 0),
+        },
+        "selection": {
+            "method": sel_extra.get("method"),
+            "requested": sel_extra.get("requested"),
+            "min_distance": sel_extra.get("min_distance"),
+            "selected": len(sampled),
+            "stop_reason": sel_extra.get("stop_reason"),
+            "normalized_embeddings": sel_extra.get("normalized"),
+        },
+        "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
+        "warnings": list(sel_extra.get("warnings", [])) + [f"could not dump {n}" for n in dump_failed],
+        "phase_durations_s": dict(config.get("phase_durations_s") or {}),
+        "worker_id": config.get("worker_id", ""),
+    }
+    report["phase_durations_s"]["export"] = round(time.time() - t0, 3)
+    storage.write_text(storage.join(run_dir, REPORT_JSON), json.dumps(report, indent=2, default=str))
+    log.info("wrote outputs to %s", run_dir)
+    return report
+
+
+def read_inputs(
+    files_in: str, clean_in: str, corrupt_in: str, duplicates_in: str, embeddings_in: str, selection_in: str
+) -> RunInputs:
+    """Load every artifact export needs."""
+    names, x, meta = embeddings_io.read_embeddings(embeddings_in, mmap=False)
+    return RunInputs(
+        files=filelist.read(files_in),
+        clean=filelist.read(clean_in),
+        corrupt=filelist.read(corrupt_in),
+        duplicates=filelist.read(duplicates_in),
+        selection=filelist.read(selection_in),
+        emb_names=list(names),
+        embeddings=np.asarray(x),
+        emb_meta=dict(meta),
+    )
+
+
+def local_run_dir_ok(run_dir: str) -> bool:
+    """Whether a local run directory can be written (exists or can be created)."""
+    return storage.is_remote(run_dir) or os.path.isdir(run_dir) or not os.path.exists(run_dir)

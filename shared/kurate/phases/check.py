@@ -1,0 +1,41 @@
+"""Check phase: corrupt files and exact duplicates are listed and skipped, never fatal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kurate import filelist, quality
+from kurate.phases import _entry
+
+log = logging.getLogger("kurate.check")
+
+
+def run_check(files_in: str, clean_out: str, corrupt_out: str, duplicates_out: str, config: dict[str, Any]) -> dict:
+    """Phase function: read the listed files, write the clean, corrupt and duplicate lists."""
+    files = filelist.read(files_in)
+    cc = config.get("corruptness_check") or {}
+    result = quality.check_files(
+        files,
+        enable_corruptness_check=bool(config.get("enable_corruptness_check", True)),
+        remove_exact_duplicates=bool(config.get("remove_exact_duplicates", True)),
+        max_pixels=int(cc.get("max_image_pixels", quality.media.DEFAULT_MAX_PIXELS)),
+        workers=int(config.get("workers", -1)),
+    )
+    filelist.write(clean_out, result.clean)
+    filelist.write(corrupt_out, result.corrupt)
+    filelist.write(duplicates_out, result.duplicates)
+    return quality.summarize(result)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m kurate.phases.check --files-in P --clean-out P --corrupt-out P --duplicates-out P``."""
+    a = _entry.parse(argv, __doc__ or "", ["files_in"], ["clean_out", "corrupt_out", "duplicates_out"])
+    cfg = _entry.load_json_arg(a.config)
+    return _entry.run_main(lambda: run_check(a.files_in, a.clean_out, a.corrupt_out, a.duplicates_out, cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

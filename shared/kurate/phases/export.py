@@ -1,0 +1,41 @@
+"""Export phase: the run's outputs in Lightly's layout (file lists, CSVs, dumped images, report.json)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kurate import export
+from kurate.errors import ConfigError
+from kurate.phases import _entry
+
+INPUTS = ["files_in", "clean_in", "corrupt_in", "duplicates_in", "embeddings_in", "selection_in"]
+
+
+def run_export(
+    files_in: str,
+    clean_in: str,
+    corrupt_in: str,
+    duplicates_in: str,
+    embeddings_in: str,
+    selection_in: str,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """Phase function: write all outputs to ``config['run_output']`` (local path or URI)."""
+    run_dir = str(config.get("run_output") or "")
+    if not run_dir:
+        raise ConfigError("output_dir", "missing; set output_dir=<folder or URI>")
+    inputs = export.read_inputs(files_in, clean_in, corrupt_in, duplicates_in, embeddings_in, selection_in)
+    return export.export_run(run_dir, inputs, config)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m kurate.phases.export --files-in P ... --selection-in P --config JSON``."""
+    a = _entry.parse(argv, __doc__ or "", INPUTS, [])
+    cfg = _entry.load_json_arg(a.config)
+    return _entry.run_main(lambda: run_export(*(getattr(a, n) for n in INPUTS), cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,83 @@
+"""Select phase: a diverse subset by coreset (k-center greedy) or a seeded random draw."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kurate import embeddings_io, filelist
+from kurate import select as selection
+from kurate.errors import ConfigError, SelectionError
+from kurate.phases import _entry
+
+log = logging.getLogger("kurate.select")
+
+
+def run_select(embeddings_in: str, files_in: str, selection_out: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Phase function: choose samples from ``embeddings_in`` and write them as a file list.
+
+    ``files_in`` (the ingest list) is read for its header only: fractions of ``n_samples`` are of
+    the input size before corrupt and duplicate removal.
+    """
+    input_size = int(filelist.read_meta(files_in)["extra"].get("input_count", 0))
+    names, x, meta = embeddings_io.read_embeddings(embeddings_in)
+    if len(names) == 0:
+        raise SelectionError("no valid sample left to select from (all inputs are corrupt or duplicates)")
+    sc = config.get("stopping_condition") or {}
+    try:
+        n_samples = selection.resolve_n_samples(sc.get("n_samples", -1), input_size)
+    except ValueError as exc:
+        raise ConfigError("stopping_condition.n_samples", str(exc)) from None
+    min_distance = float(sc.get("min_distance", -1))
+    min_d = None if min_distance == -1 else min_distance
+    if n_samples is None and min_d is None:
+        raise ConfigError("stopping_condition", "set n_samples and/or min_distance")
+    warnings: list[str] = []
+    if n_samples is not None and n_samples > len(names):
+        msg = f"requested {n_samples} samples but only {len(names)} valid samples exist: selecting all of them"
+        log.warning(msg)
+        warnings.append(msg)
+    emb = selection.normalize(x) if config.get("normalize_embeddings", True) else x
+    method = str(config.get("method", "coreset"))
+    seed = int(config.get("seed", 1))
+    if method == "coreset":
+        result = selection.coreset_with_info(emb, n_samples=n_samples, min_distance=min_d)
+    elif method == "random":
+        result = selection.random_selection(
+            len(names), n_samples, seed=seed, embeddings=emb if min_d is not None else None, min_distance=min_d
+        )
+    else:
+        raise ConfigError("method", f"got {method!r}; allowed: coreset, random")
+    picked = [int(i) for i in result.indices]
+    out = filelist.FileList(
+        root=str(meta.get("root", "")),
+        names=[names[i] for i in picked],
+        columns={"index": [str(i) for i in picked], "pick_distance": [f"{d:.6g}" for d in result.pick_distances]},
+        extra={
+            "method": method,
+            "requested": n_samples,
+            "min_distance": min_d,
+            "selected": len(picked),
+            "valid": len(names),
+            "input_count": input_size,
+            "stop_reason": result.stop_reason,
+            "normalized": bool(config.get("normalize_embeddings", True)),
+            "warnings": warnings,
+        },
+    )
+    filelist.write(selection_out, out)
+    log.info("selected %d of %d valid sample(s) with %s (stop: %s)", len(picked), len(names), method, result.stop_reason)
+    return out.extra
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m kurate.phases.select --embeddings-in P --files-in P --selection-out P --config JSON``."""
+    a = _entry.parse(argv, __doc__ or "", ["embeddings_in", "files_in"], ["selection_out"])
+    cfg = _entry.load_json_arg(a.config)
+    return _entry.run_main(lambda: run_select(a.embeddings_in, a.files_in, a.selection_out, cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""The run plan: where a run writes, and the exact keys each pipeline task receives.
+
+Pure functions of the validated config (no KFP, no torch), shared by the local runner, the
+compilers and the submitters, so every target hands each task the same keys.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from kurate import export, storage
+from omegaconf import OmegaConf
+
+from kurate.config.load import phase_config, redacted, to_yaml
+from kurate.errors import ConfigError, OutputExistsError
+
+TASKS = ("ingest", "check", "embed", "select", "export")
+
+
+@dataclass
+class RunPlan:
+    """Resolved locations and per-task configs of one run."""
+
+    run_dir: str
+    work_dir: str
+    task_configs: dict[str, dict[str, Any]]
+    resumed: bool
+
+
+def phase_value(node: Any) -> Any:
+    """Plain data of a config node."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _inside(child: str, parent: str) -> bool:
+    c, p = os.path.realpath(child), os.path.realpath(parent)
+    return c == p or c.startswith(p.rstrip(os.sep) + os.sep)
+
+
+def run_name(cfg: DictConfig, now: float | None = None) -> str:
+    """``run_directory`` if given, else a timestamp like Lightly's (local time, to the second)."""
+    if cfg.run_directory not in (None, ""):
+        name = str(cfg.run_directory)
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ConfigError("run_directory", f"got {name!r}; allowed: a relative folder name inside output_dir")
+        return name
+    return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
+
+
+def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
+    """Check output safety and build the per-task configs for ``cfg``."""
+    input_dir = str(cfg.input_dir or cfg.datasource.dataset_id or "")
+    if not input_dir:
+        raise ConfigError("input_dir", "missing; set input_dir=<folder or URI> (or datasource.dataset_id)")
+    output_dir = str(cfg.output_dir or "")
+    if not output_dir:
+        raise ConfigError("output_dir", "missing; set output_dir=<folder or URI>")
+    if not storage.is_remote(input_dir):
+        input_dir = os.path.abspath(input_dir)
+        if not os.path.isdir(input_dir):
+            raise ConfigError("input_dir", f"{input_dir} does not exist or is not a folder")
+    if not storage.is_remote(output_dir):
+        output_dir = os.path.abspath(output_dir)
+        if not storage.is_remote(input_dir) and _inside(output_dir, input_dir):
+            raise ConfigError("output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input")
+    run_dir = storage.join(output_dir, run_name(cfg, now))
+    resumed = False
+    if storage.exists(run_dir):
+        if export.is_complete(run_dir):
+            raise OutputExistsError(f"run_directory: {run_dir} already holds a complete run; choose another name")
+        resumed = True
+    work_dir = os.path.join(run_dir, ".work") if not storage.is_remote(run_dir) else ""
+
+    def rel(value: str) -> str:
+        return storage.resolve_relative(value, output_dir)
+
+    data = redacted(cfg)
+    tasks = {t: phase_config(cfg, t) for t in ("ingest", "check", "embed", "select", "export", "report")}
+    tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
+    tasks["check"]["max_image_pixels"] = int(cfg.corruptness_check.max_image_pixels)
+    lc = cfg.lightly
+    tasks["embed"]["lightly"] = {  # only what embedding reads: training keys must not rerun embed
+        "model": phase_value(lc.model),
+        "collate": {"input_size": int(lc.collate.input_size)},
+        "loader": {"batch_size": int(lc.loader.batch_size), "num_workers": int(lc.loader.num_workers)},
+        "pre_trained": bool(lc.pre_trained),
+        "seed": int(lc.seed),
+    }
+    tasks["embed"].update(
+        checkpoint=rel(str(cfg.checkpoint)),
+        embeddings=rel(str(cfg.embeddings)),
+        max_image_pixels=int(cfg.corruptness_check.max_image_pixels),
+    )
+    tasks["select"]["seed"] = int(cfg.lightly.seed)
+    tasks["export"].update(tasks.pop("report"))
+    tasks["export"].update(
+        run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
+    )
+    return RunPlan(run_dir=run_dir, work_dir=work_dir, task_configs=tasks, resumed=resumed)

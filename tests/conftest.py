@@ -1,0 +1,30 @@
+"""Shared fixtures. Every test runs offline: dummy cloud credentials, no metadata-server probes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+OFFLINE = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_GCE_CHECK": "true",
+    "GOOGLE_CLOUD_PROJECT": "kurate-test",
+    "HF_HUB_OFFLINE": "1",
+}
+os.environ.update(OFFLINE)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path):
+    """A factory for small folders of generated photos, duplicates and corrupt files."""
+    from tests.helpers import make_image_folder
+
+    def make(**kwargs):
+        return make_image_folder(tmp_path / kwargs.pop("name", "input"), **kwargs)
+
+    return make

@@ -1,0 +1,75 @@
+"""Run plan: output safety, run directory naming, and the keys each task receives."""
+
+from __future__ import annotations
+
+import pytest
+
+from kurate.config.load import compose_config
+from kurate.errors import ConfigError, OutputExistsError
+from kurate.plan import make_plan
+
+
+def _cfg(tmp_path, *extra):
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return compose_config(
+        [f"input_dir={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}", "stopping_condition.n_samples=3", *extra]
+    )
+
+
+def test_output_inside_input_is_an_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    cfg = compose_config([f"input_dir={tmp_path / 'in'}", f"output_dir={tmp_path / 'in' / 'out'}",
+                          "stopping_condition.n_samples=3"])
+    with pytest.raises(ConfigError) as err:
+        make_plan(cfg)
+    assert err.value.key == "output_dir"
+
+
+def test_missing_input_is_an_error(tmp_path):
+    cfg = compose_config([f"input_dir={tmp_path / 'nope'}", f"output_dir={tmp_path / 'o'}",
+                          "stopping_condition.n_samples=3"])
+    with pytest.raises(ConfigError) as err:
+        make_plan(cfg)
+    assert err.value.key == "input_dir"
+
+
+def test_complete_run_directory_is_an_error_incomplete_is_resumed(tmp_path):
+    cfg = _cfg(tmp_path, "run_directory=r1")
+    plan = make_plan(cfg)
+    assert plan.run_dir == str(tmp_path / "out" / "r1") and not plan.resumed
+    (tmp_path / "out" / "r1").mkdir(parents=True)
+    assert make_plan(cfg).resumed
+    (tmp_path / "out" / "r1" / "report.json").write_text("{}")
+    with pytest.raises(OutputExistsError, match="r1"):
+        make_plan(cfg)
+
+
+def test_timestamp_run_directory(tmp_path):
+    plan = make_plan(_cfg(tmp_path), now=0.0)
+    assert plan.run_dir.startswith(str(tmp_path / "out") + "/19")
+
+
+def test_relative_paths_resolve_against_output_dir(tmp_path):
+    plan = make_plan(_cfg(tmp_path, "relevant_filenames_file=lists/rel.txt", "checkpoint=ckpt/m.ckpt",
+                          "embeddings=/abs/e.csv"))
+    assert plan.task_configs["ingest"]["relevant_filenames_file"] == str(tmp_path / "out" / "lists/rel.txt")
+    assert plan.task_configs["embed"]["checkpoint"] == str(tmp_path / "out" / "ckpt/m.ckpt")
+    assert plan.task_configs["embed"]["embeddings"] == "/abs/e.csv"
+
+
+def test_changing_n_samples_changes_only_select_and_export(tmp_path):
+    a = make_plan(_cfg(tmp_path, "run_directory=r"))
+    b = make_plan(_cfg(tmp_path, "run_directory=r", "stopping_condition.n_samples=5"))
+    changed = {t for t in a.task_configs if a.task_configs[t] != b.task_configs[t]}
+    assert changed == {"select", "export"}
+
+
+def test_training_keys_do_not_reach_embed(tmp_path):
+    a = make_plan(_cfg(tmp_path, "run_directory=r"))
+    b = make_plan(_cfg(tmp_path, "run_directory=r", "lightly.trainer.max_epochs=5", "lightly.optimizer.lr=0.1"))
+    assert a.task_configs["embed"] == b.task_configs["embed"]
+
+
+def test_token_never_reaches_a_task(tmp_path):
+    plan = make_plan(_cfg(tmp_path, "token=hunter2"))
+    assert "hunter2" not in repr(plan.task_configs)
