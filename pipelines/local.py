@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 
 from kurate.plan import TASKS, RunPlan
 
@@ -29,6 +30,9 @@ def run_local(plan: RunPlan, keep_work: bool = False) -> None:
 
     os.makedirs(plan.work_dir, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=plan.work_dir, raise_on_error=True)
-    curation_pipeline(**pipeline_arguments(plan))
+    with warnings.catch_warnings():
+        # The components name their cluster images; locally they run in this environment on purpose.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+        curation_pipeline(**pipeline_arguments(plan))
     if not keep_work:
         shutil.rmtree(plan.work_dir, ignore_errors=True)

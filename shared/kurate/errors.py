@@ -14,7 +14,11 @@ class ConfigError(KurateError):
 
     def __init__(self, key: str, message: str) -> None:
         self.key = key
+        self.message = message
         super().__init__(f"{key}: {message}" if key else message)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.key, self.message))
 
 
 class NotSupportedYetError(ConfigError):
@@ -28,6 +32,9 @@ class CorruptFileError(KurateError):
         self.name = name
         self.reason = reason
         super().__init__(f"{name}: {reason}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.name, self.reason))
 
 
 class StorageError(KurateError):

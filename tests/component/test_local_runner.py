@@ -1,89 +1,135 @@
-"""Each component through kfp.local's SubprocessRunner: the exact code Kubeflow runs, on this machine."""
+"""Each component through kfp.local's SubprocessRunner: the exact code Kubeflow runs, on this machine.
+
+kfp.local does not take artifacts as arguments of a lone component, so each test wraps the component
+in a one-task pipeline fed by ``dsl.importer`` from artifacts the library wrote.
+"""
 
 from __future__ import annotations
 
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+from kfp import dsl, local
 
 from kurate import embeddings_io, filelist
+from kurate.artifacts import EmbeddingsArtifact, FileListArtifact
+from kurate.components.check.component import check
+from kurate.components.embed.component import embed
+from kurate.components.export.component import export
+from kurate.components.ingest.component import ingest
+from kurate.components.select.component import select
+from kurate.phases.check import run_check
+from kurate.phases.embed import run_embed
+from kurate.phases.ingest import run_ingest
+from kurate.phases.select import run_select
 from tests.helpers import make_image_folder
+
+EMBED_CFG = {"lightly": {"model": {"name": "resnet-18", "num_ftrs": 16}, "collate": {"input_size": 32},
+                         "loader": {"batch_size": 4, "num_workers": 0}, "pre_trained": False, "seed": 1}}
+SELECT_CFG = {"method": "coreset", "stopping_condition": {"n_samples": 4, "min_distance": -1}}
+
+
+def _imp(path: Path, cls=FileListArtifact):
+    return dsl.importer(artifact_uri=str(path), artifact_class=cls, reimport=False).output
+
+
+def _output(root: Path, task: str, name: str) -> str:
+    found = sorted(root.glob(f"*/{task}/{name}"))
+    assert len(found) == 1, f"expected one {task}/{name} under {root}, got {found}"
+    return str(found[0])
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    """Run ingest → check → embed → select → export once, component by component."""
-    from kfp import local
-
-    from kurate.components.check.component import check
-    from kurate.components.embed.component import embed
-    from kurate.components.export.component import export
-    from kurate.components.ingest.component import ingest
-    from kurate.components.select.component import select
-
+def world(tmp_path_factory):
+    """Input data and every intermediate artifact, made by the library (no KFP)."""
     tmp = tmp_path_factory.mktemp("components")
     data = make_image_folder(tmp / "input", n=10, n_dup=2)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp / "root"))
-    tasks = {}
-    tasks["ingest"] = ingest(config=json.dumps({"input_dir": str(data.root)}))
-    tasks["check"] = check(config=json.dumps({"remove_exact_duplicates": True}), files=tasks["ingest"].outputs["files"])
-    emb_cfg = {"lightly": {"model": {"name": "resnet-18", "num_ftrs": 16}, "collate": {"input_size": 32},
-                           "loader": {"batch_size": 4, "num_workers": 0}, "pre_trained": False, "seed": 1}}
-    tasks["embed"] = embed(config=json.dumps(emb_cfg), clean=tasks["check"].outputs["clean"])
-    tasks["select"] = select(
-        config=json.dumps({"method": "coreset", "stopping_condition": {"n_samples": 4, "min_distance": -1}}),
-        embeddings=tasks["embed"].outputs["embeddings"],
-        files=tasks["ingest"].outputs["files"],
-    )
-    run_dir = tmp / "out" / "run"
-    tasks["export"] = export(
-        config=json.dumps({"run_output": str(run_dir), "dump_dataset": True, "output_image_size": 16}),
-        files=tasks["ingest"].outputs["files"],
-        clean=tasks["check"].outputs["clean"],
-        corrupt=tasks["check"].outputs["corrupt"],
-        duplicates=tasks["check"].outputs["duplicates"],
-        embeddings=tasks["embed"].outputs["embeddings"],
-        selection=tasks["select"].outputs["selection"],
-    )
-    return data, tasks, run_dir
+    a = {k: tmp / "lib" / k for k in ("files", "clean", "corrupt", "duplicates", "embeddings", "selection")}
+    run_ingest(str(a["files"]), {"input_dir": str(data.root)})
+    run_check(str(a["files"]), str(a["clean"]), str(a["corrupt"]), str(a["duplicates"]), {"workers": 1})
+    run_embed(str(a["clean"]), str(a["embeddings"]), EMBED_CFG)
+    run_select(str(a["embeddings"]), str(a["files"]), str(a["selection"]), SELECT_CFG)
+    return data, a, tmp
 
 
-def test_ingest_component(chain):
-    data, tasks, _ = chain
-    fl = filelist.read(tasks["ingest"].outputs["files"].path)
-    assert fl.names == data.listed
+@pytest.fixture
+def kfp_root(tmp_path):
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+    return tmp_path / "root"
 
 
-def test_check_component(chain):
-    data, tasks, _ = chain
-    assert sorted(filelist.read(tasks["check"].outputs["corrupt"].path).names) == sorted(data.corrupt)
-    assert sorted(filelist.read(tasks["check"].outputs["duplicates"].path).names) == sorted(data.duplicates)
-    assert sorted(filelist.read(tasks["check"].outputs["clean"].path).names) == sorted(data.images)
+def test_ingest_component(world, kfp_root):
+    data, _, _ = world
+    task = ingest(config=json.dumps({"input_dir": str(data.root)}))
+    fl = filelist.read(task.outputs["files"].path)
+    assert fl.names == data.listed and fl.root == str(data.root)
 
 
-def test_embed_component(chain):
-    data, tasks, _ = chain
-    names, x, meta = embeddings_io.read_embeddings(tasks["embed"].outputs["embeddings"].path)
+def test_check_component(world, kfp_root):
+    data, a, _ = world
+
+    @dsl.pipeline(name="t-check")
+    def p():
+        check(config=json.dumps({"remove_exact_duplicates": True}), files=_imp(a["files"]))
+
+    p()
+    assert filelist.read(_output(kfp_root, "check", "clean")).names == sorted(data.images)
+    assert sorted(filelist.read(_output(kfp_root, "check", "corrupt")).names) == sorted(data.corrupt)
+    assert sorted(filelist.read(_output(kfp_root, "check", "duplicates")).names) == sorted(data.duplicates)
+
+
+def test_embed_component(world, kfp_root):
+    data, a, _ = world
+
+    @dsl.pipeline(name="t-embed")
+    def p():
+        embed(config=json.dumps(EMBED_CFG), clean=_imp(a["clean"]))
+
+    p()
+    names, x, meta = embeddings_io.read_embeddings(_output(kfp_root, "embed", "embeddings"))
     assert list(names) == sorted(data.images)
-    assert x.shape == (len(data.images), 16) and x.dtype == np.float32
-    assert np.isfinite(x).all()
+    assert x.shape == (len(data.images), 16) and x.dtype == np.float32 and np.isfinite(x).all()
+    _, x_lib, _ = embeddings_io.read_embeddings(str(a["embeddings"]))
+    np.testing.assert_allclose(x, x_lib, atol=1e-5)  # same code, same seed: same embeddings
     assert "random" in meta["source"]
 
 
-def test_select_component(chain):
-    data, tasks, _ = chain
-    sel = filelist.read(tasks["select"].outputs["selection"].path)
-    assert len(sel.names) == 4 and len(set(sel.names)) == 4
-    assert set(sel.names) <= set(data.images)
+def test_select_component(world, kfp_root):
+    data, a, _ = world
+
+    @dsl.pipeline(name="t-select")
+    def p():
+        select(config=json.dumps(SELECT_CFG), embeddings=_imp(a["embeddings"], EmbeddingsArtifact),
+               files=_imp(a["files"]))
+
+    p()
+    sel = filelist.read(_output(kfp_root, "select", "selection"))
+    assert len(sel.names) == 4 and len(set(sel.names)) == 4 and set(sel.names) <= set(data.images)
+    assert sel.names == filelist.read(str(a["selection"])).names
 
 
-def test_export_component(chain):
-    data, _, run_dir = chain
+def test_export_component(world, kfp_root):
+    data, a, tmp = world
+    run_dir = tmp / "out" / "run"
+
+    @dsl.pipeline(name="t-export")
+    def p():
+        export(
+            config=json.dumps({"run_output": str(run_dir), "dump_dataset": True, "output_image_size": 16}),
+            files=_imp(a["files"]), clean=_imp(a["clean"]), corrupt=_imp(a["corrupt"]),
+            duplicates=_imp(a["duplicates"]), embeddings=_imp(a["embeddings"], EmbeddingsArtifact),
+            selection=_imp(a["selection"]),
+        )
+
+    p()
     sampled = (run_dir / "filenames" / "sampled_filenames.txt").read_text().splitlines()
-    assert len(sampled) == 4
-    dumped = sorted(p.relative_to(run_dir / "data" / "sampled").as_posix()
-                    for p in (run_dir / "data" / "sampled").rglob("*") if p.is_file())
-    assert len(dumped) == 4 and all(d.endswith(".png") for d in dumped)
+    assert sorted(sampled) == sorted(filelist.read(str(a["selection"])).names)
+    dumped = [p for p in (run_dir / "data" / "sampled").rglob("*") if p.is_file()]
+    assert len(dumped) == 4 and all(d.suffix == ".png" for d in dumped)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["counts"]["available"] == len(data.listed)
+    assert report["counts"]["selected"] == 4

@@ -160,7 +160,7 @@ def validate(cfg: DictConfig) -> None:
         f"got {md!r}; allowed: a distance >= 0, or -1 (inactive)",
     )
     _need(
-        n_samples_active(n) or md != -1,
+        n_samples_active(n) or md != -1 or bool(cfg.sanity_check),
         "stopping_condition",
         "neither n_samples nor min_distance is set; set stopping_condition.n_samples and/or .min_distance",
     )
