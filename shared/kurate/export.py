@@ -6,12 +6,12 @@ mid-export leaves an incomplete directory that the next run with the same ``run_
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +58,14 @@ def labels_for(names: Sequence[str]) -> list[int]:
 
 def _write_lines(uri: str, names: Sequence[str]) -> None:
     storage.write_text(uri, "".join(f"{n}\n" for n in names))
+
+
+def _write_rows(uri: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")  # CRLF, as Lightly's CSVs; quotes names with \r or \n
+    w.writerow(header)
+    w.writerows(rows)
+    storage.write_text(uri, buf.getvalue())
 
 
 def _write_csv(uri: str, names: Sequence[str], x: np.ndarray) -> None:
@@ -144,20 +152,8 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     _write_lines(storage.join(fdir, "duplicate_filenames.txt"), duplicate_names)
     _write_lines(storage.join(fdir, "removed_filenames.txt"), removed)
     _write_lines(storage.join(fdir, "sampled_filenames.txt"), sampled)
-    reasons = filelist.FileList(root="", names=[n for n, _ in sorted(corrupt_rows)],
-                                columns={"reason": [r for _, r in sorted(corrupt_rows)]})
-    buf = io.StringIO()
-    import csv
-
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["filename", "reason"])
-    w.writerows(reasons.rows())
-    storage.write_text(storage.join(fdir, "corrupt_reasons.csv"), buf.getvalue())
-    dup_buf = io.StringIO()
-    w = csv.writer(dup_buf, lineterminator="\n")
-    w.writerow(["filename", "duplicate_of"])
-    w.writerows(sorted(inputs.duplicates.rows()))
-    storage.write_text(storage.join(fdir, "duplicate_of.csv"), dup_buf.getvalue())
+    _write_rows(storage.join(fdir, "corrupt_reasons.csv"), ["filename", "reason"], sorted(corrupt_rows))
+    _write_rows(storage.join(fdir, "duplicate_of.csv"), ["filename", "duplicate_of"], sorted(inputs.duplicates.rows()))
 
     ddir = storage.join(run_dir, "data")
     x = np.asarray(inputs.embeddings, dtype=np.float32)
@@ -233,8 +229,3 @@ def read_inputs(
         embeddings=np.asarray(x),
         emb_meta=dict(meta),
     )
-
-
-def local_run_dir_ok(run_dir: str) -> bool:
-    """Whether a local run directory can be written (exists or can be created)."""
-    return storage.is_remote(run_dir) or os.path.isdir(run_dir) or not os.path.exists(run_dir)

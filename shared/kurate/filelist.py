@@ -63,7 +63,7 @@ def write(path: str, flist: FileList) -> None:
         if len(v) != len(flist.names):
             raise ValueError(f"column {k!r} has {len(v)} rows, expected {len(flist.names)}")
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv.writer(buf, lineterminator="\r\n")  # CRLF: a lone \r in a name gets quoted too
     w.writerow(["filename", *flist.columns.keys()])
     w.writerows(flist.rows())
     storage.makedirs(path)

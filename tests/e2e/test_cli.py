@@ -199,3 +199,28 @@ def test_output_inside_input_refused(tmp_path):
     assert proc.returncode == 2 and "output_dir" in proc.stderr
     assert not (data.root / "out").exists()
     shutil.rmtree(tmp_path / "in")
+
+
+def test_killed_run_is_resumed_by_a_rerun(tmp_path):
+    """kill -9 mid-pipeline leaves no complete-looking output; the same command then finishes the job."""
+    import signal
+    import time
+
+    data = make_image_folder(tmp_path / "in", n=12, n_dup=1)
+    args = [f"input_dir={data.root}", f"output_dir={tmp_path / 'out'}", "run_directory=r",
+            "stopping_condition.n_samples=3", *FAST]
+    proc = subprocess.Popen([KURATE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    run_dir = tmp_path / "out" / "r"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(run_dir.glob(".work/*/check/clean/meta.json")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "report.json").exists()
+    again = run_kurate(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" in again.stderr
+    assert len((run_dir / "filenames" / "sampled_filenames.txt").read_text().splitlines()) == 3
+    assert (run_dir / "report.json").is_file() and not (run_dir / ".work").exists()

@@ -27,3 +27,9 @@ def test_truncated_list_is_detected(tmp_path):
 def test_misaligned_column_rejected(tmp_path):
     with pytest.raises(ValueError):
         filelist.write(str(tmp_path / "l"), filelist.FileList(root="/r", names=["a"], columns={"x": []}))
+
+
+def test_carriage_return_in_a_name_survives(tmp_path):
+    fl = filelist.FileList(root="/r", names=["a\rb.png", "c.png"])
+    filelist.write(str(tmp_path / "l"), fl)
+    assert filelist.read(str(tmp_path / "l")).names == ["a\rb.png", "c.png"]
