@@ -15,7 +15,9 @@ from kurate.components.select.component import select
 PIPELINE_NAME = "kurate-curation"
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Lightly-compatible data curation: dedup, embed, coreset, export.")
+@dsl.pipeline(
+    name=PIPELINE_NAME, description="Lightly-compatible data curation: dedup, embed, coreset, export."
+)
 def curation_pipeline(
     ingest_config: str,
     check_config: str,

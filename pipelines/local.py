@@ -29,7 +29,9 @@ def run_local(plan: RunPlan, keep_work: bool = False) -> None:
     from kurate.pipelines.curation import curation_pipeline
 
     os.makedirs(plan.work_dir, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=plan.work_dir, raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=plan.work_dir, raise_on_error=True
+    )
     with warnings.catch_warnings():
         # The components name their cluster images; locally they run in this environment on purpose.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)

@@ -44,7 +44,9 @@ def draw_image(i: int, size: int = 48) -> Image.Image:
     return img
 
 
-def make_image_folder(root: Path, n: int = 12, n_dup: int = 2, corrupt: bool = True, subfolders: bool = True) -> Folder:
+def make_image_folder(
+    root: Path, n: int = 12, n_dup: int = 2, corrupt: bool = True, subfolders: bool = True
+) -> Folder:
     root.mkdir(parents=True, exist_ok=True)
     f = Folder(root=root)
     for i in range(n):

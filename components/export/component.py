@@ -22,5 +22,11 @@ def export(
     from kurate.phases.export import run_export
 
     run_export(
-        files.path, clean.path, corrupt.path, duplicates.path, embeddings.path, selection.path, json.loads(config)
+        files.path,
+        clean.path,
+        corrupt.path,
+        duplicates.path,
+        embeddings.path,
+        selection.path,
+        json.loads(config),
     )

@@ -46,7 +46,9 @@ def parse_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None]:
                 break
         else:
             if "=" not in arg:
-                raise ConfigError(arg, "not a key=value override (kurate takes only Hydra overrides, no sub-command)")
+                raise ConfigError(
+                    arg, "not a key=value override (kurate takes only Hydra overrides, no sub-command)"
+                )
             overrides.append(arg)
     if path and not name:
         raise ConfigError("--config-name", "missing: --config-path needs --config-name")
@@ -68,8 +70,8 @@ def _summary(run_dir: str) -> str:
 def run(overrides: Sequence[str], config_path: str | None = None, config_name: str | None = None) -> str:
     """Compose the config, plan the run, execute the pipeline locally; returns the run directory."""
     from kurate.config.load import compose_config
-    from kurate.plan import make_plan
     from kurate.pipelines.local import run_local
+    from kurate.plan import make_plan
 
     cfg = compose_config(overrides, config_path, config_name)
     if cfg.sanity_check:
@@ -86,16 +88,22 @@ def sanity_check(overrides: list[str]) -> str:
     from kurate import storage
     from kurate.config.load import compose_config
     from kurate.demo_data import make_tiny_dataset
-    from kurate.plan import make_plan
     from kurate.pipelines.local import run_local
+    from kurate.plan import make_plan
 
     keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+").startswith("lightly.")]
     with tempfile.TemporaryDirectory(prefix="kurate-sanity-") as tmp:
         data = os.path.join(tmp, "input")
         info = make_tiny_dataset(data)
         cfg = compose_config(
-            [f"input_dir={data}", f"output_dir={os.path.join(tmp, 'out')}", "run_directory=sanity",
-             "stopping_condition.n_samples=3", "lightly.loader.num_workers=0", *keep]
+            [
+                f"input_dir={data}",
+                f"output_dir={os.path.join(tmp, 'out')}",
+                "run_directory=sanity",
+                "stopping_condition.n_samples=3",
+                "lightly.loader.num_workers=0",
+                *keep,
+            ]
         )
         plan = make_plan(cfg)
         run_local(plan)

@@ -42,7 +42,7 @@ WEIGHTS_DIR_ENV = "KURATE_WEIGHTS_DIR"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_RESNET_LAYERS = {
+_RESNET_LAYERS: dict[tuple[str, tuple[int, ...]], str] = {
     ("basic", (1, 1, 1, 1)): "resnet-9",
     ("basic", (2, 2, 2, 2)): "resnet-18",
     ("basic", (3, 4, 6, 3)): "resnet-34",

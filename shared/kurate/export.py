@@ -26,8 +26,16 @@ log = logging.getLogger("kurate.export")
 
 REPORT_JSON = "report.json"
 FORMAT_EXT = {"jpeg": "jpg", "tif": "tiff"}
-PIL_FORMAT = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "webp": "WEBP", "tif": "TIFF",
-              "tiff": "TIFF", "ppm": "PPM"}
+PIL_FORMAT = {
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "bmp": "BMP",
+    "webp": "WEBP",
+    "tif": "TIFF",
+    "tiff": "TIFF",
+    "ppm": "PPM",
+}
 
 
 @dataclass
@@ -96,7 +104,9 @@ def dumped_name(name: str, fmt: str) -> str:
     return f"{stem}.{ext}"
 
 
-def dump_samples(root: str, names: Sequence[str], out_dir: str, size: Any, fmt: str, workers: int = 8) -> list[str]:
+def dump_samples(
+    root: str, names: Sequence[str], out_dir: str, size: Any, fmt: str, workers: int = 8
+) -> list[str]:
     """Copy (or re-encode/resize) the selected samples into ``out_dir``; returns names that failed."""
     fmt = fmt.lower()
     targets = [dumped_name(n, fmt) for n in names]
@@ -153,7 +163,9 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     _write_lines(storage.join(fdir, "removed_filenames.txt"), removed)
     _write_lines(storage.join(fdir, "sampled_filenames.txt"), sampled)
     _write_rows(storage.join(fdir, "corrupt_reasons.csv"), ["filename", "reason"], sorted(corrupt_rows))
-    _write_rows(storage.join(fdir, "duplicate_of.csv"), ["filename", "duplicate_of"], sorted(inputs.duplicates.rows()))
+    _write_rows(
+        storage.join(fdir, "duplicate_of.csv"), ["filename", "duplicate_of"], sorted(inputs.duplicates.rows())
+    )
 
     ddir = storage.join(run_dir, "data")
     x = np.asarray(inputs.embeddings, dtype=np.float32)
@@ -169,8 +181,11 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     dump_failed: list[str] = []
     if config.get("dump_dataset", False):
         dump_failed = dump_samples(
-            inputs.files.root, sampled, storage.join(ddir, "sampled"),
-            config.get("output_image_size", -1), str(config.get("output_image_format", "png")),
+            inputs.files.root,
+            sampled,
+            storage.join(ddir, "sampled"),
+            config.get("output_image_size", -1),
+            str(config.get("output_image_format", "png")),
         )
 
     if config.get("config_yaml"):

@@ -11,11 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kurate import export, storage
-from omegaconf import OmegaConf
-
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
 
@@ -47,7 +45,9 @@ def run_name(cfg: DictConfig, now: float | None = None) -> str:
     if cfg.run_directory not in (None, ""):
         name = str(cfg.run_directory)
         if name.startswith("/") or ".." in name.split("/"):
-            raise ConfigError("run_directory", f"got {name!r}; allowed: a relative folder name inside output_dir")
+            raise ConfigError(
+                "run_directory", f"got {name!r}; allowed: a relative folder name inside output_dir"
+            )
         return name
     return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
 
@@ -67,12 +67,16 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     if not storage.is_remote(output_dir):
         output_dir = os.path.abspath(output_dir)
         if not storage.is_remote(input_dir) and _inside(output_dir, input_dir):
-            raise ConfigError("output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input")
+            raise ConfigError(
+                "output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input"
+            )
     run_dir = storage.join(output_dir, run_name(cfg, now))
     resumed = False
     if storage.exists(run_dir):
         if export.is_complete(run_dir):
-            raise OutputExistsError(f"run_directory: {run_dir} already holds a complete run; choose another name")
+            raise OutputExistsError(
+                f"run_directory: {run_dir} already holds a complete run; choose another name"
+            )
         resumed = True
     work_dir = os.path.join(run_dir, ".work") if not storage.is_remote(run_dir) else ""
 

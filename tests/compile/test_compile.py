@@ -50,14 +50,22 @@ def test_tasks_images_and_dependencies(compiled):
     assert set(dag["embed"]["dependentTasks"]) == {"check"}
     assert set(dag["select"]["dependentTasks"]) == {"embed", "ingest"}
     assert set(dag["export"]["dependentTasks"]) == {"ingest", "check", "embed", "select"}
-    assert dag["ingest"]["cachingOptions"] == {} or dag["ingest"]["cachingOptions"].get("enableCache") is not True
+    assert (
+        dag["ingest"]["cachingOptions"] == {}
+        or dag["ingest"]["cachingOptions"].get("enableCache") is not True
+    )
 
 
 def test_artifact_types(compiled):
     spec = _spec(compiled)
     comps = spec["components"]
+
     def out_types(name):
-        return {k: v["artifactType"]["schemaTitle"] for k, v in comps[name]["outputDefinitions"]["artifacts"].items()}
+        return {
+            k: v["artifactType"]["schemaTitle"]
+            for k, v in comps[name]["outputDefinitions"]["artifacts"].items()
+        }
+
     assert out_types("comp-ingest") == {"files": "system.Dataset"}
     assert out_types("comp-check") == {k: "system.Dataset" for k in ("clean", "corrupt", "duplicates")}
     assert out_types("comp-embed") == {"embeddings": "system.Dataset"}
@@ -76,8 +84,10 @@ def _normalise(text: str) -> str:
 def test_matches_golden(compiled):
     got, want = _normalise(compiled.read_text()), _normalise(GOLDEN.read_text())
     if got != want:
-        diff = "\n".join(difflib.unified_diff(want.splitlines(), got.splitlines(), "golden", "compiled", lineterm=""))
+        diff = "\n".join(
+            difflib.unified_diff(want.splitlines(), got.splitlines(), "golden", "compiled", lineterm="")
+        )
         pytest.fail(
-            "compiled pipeline differs from tests/compile/golden/kurate-curation.yaml; review and update it with "
-            f"`python -m tests.compile.update_golden`:\n{diff}"
+            "compiled pipeline differs from tests/compile/golden/kurate-curation.yaml; review the diff and "
+            f"update it with `python -m tests.compile.update_golden`:\n{diff}"
         )

@@ -27,8 +27,15 @@ from kurate.phases.ingest import run_ingest
 from kurate.phases.select import run_select
 from tests.helpers import make_image_folder
 
-EMBED_CFG = {"lightly": {"model": {"name": "resnet-18", "num_ftrs": 16}, "collate": {"input_size": 32},
-                         "loader": {"batch_size": 4, "num_workers": 0}, "pre_trained": False, "seed": 1}}
+EMBED_CFG = {
+    "lightly": {
+        "model": {"name": "resnet-18", "num_ftrs": 16},
+        "collate": {"input_size": 32},
+        "loader": {"batch_size": 4, "num_workers": 0},
+        "pre_trained": False,
+        "seed": 1,
+    }
+}
 SELECT_CFG = {"method": "coreset", "stopping_condition": {"n_samples": 4, "min_distance": -1}}
 
 
@@ -103,8 +110,11 @@ def test_select_component(world, kfp_root):
 
     @dsl.pipeline(name="t-select")
     def p():
-        select(config=json.dumps(SELECT_CFG), embeddings=_imp(a["embeddings"], EmbeddingsArtifact),
-               files=_imp(a["files"]))
+        select(
+            config=json.dumps(SELECT_CFG),
+            embeddings=_imp(a["embeddings"], EmbeddingsArtifact),
+            files=_imp(a["files"]),
+        )
 
     p()
     sel = filelist.read(_output(kfp_root, "select", "selection"))
@@ -120,8 +130,11 @@ def test_export_component(world, kfp_root):
     def p():
         export(
             config=json.dumps({"run_output": str(run_dir), "dump_dataset": True, "output_image_size": 16}),
-            files=_imp(a["files"]), clean=_imp(a["clean"]), corrupt=_imp(a["corrupt"]),
-            duplicates=_imp(a["duplicates"]), embeddings=_imp(a["embeddings"], EmbeddingsArtifact),
+            files=_imp(a["files"]),
+            clean=_imp(a["clean"]),
+            corrupt=_imp(a["corrupt"]),
+            duplicates=_imp(a["duplicates"]),
+            embeddings=_imp(a["embeddings"], EmbeddingsArtifact),
             selection=_imp(a["selection"]),
         )
 

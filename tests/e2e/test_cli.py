@@ -15,8 +15,12 @@ import pytest
 from tests.helpers import make_image_folder
 
 KURATE = str(Path(sys.executable).with_name("kurate"))
-FAST = ["lightly.collate.input_size=32", "lightly.loader.batch_size=8", "lightly.loader.num_workers=0",
-        "lightly.model.num_ftrs=16"]
+FAST = [
+    "lightly.collate.input_size=32",
+    "lightly.loader.batch_size=8",
+    "lightly.loader.num_workers=0",
+    "lightly.model.num_ftrs=16",
+]
 
 
 def run_kurate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -32,9 +36,14 @@ def finished_run(tmp_path_factory):
     data.corrupt.append('a,comma "name".png')
     before = {p: p.stat().st_mtime_ns for p in data.root.rglob("*")}
     proc = run_kurate(
-        f"input_dir={data.root}", f"output_dir={tmp / 'out'}", "run_directory=r1",
-        "stopping_condition.n_samples=5", "dump_dataset=True", "output_image_size=[20,30]",
-        "output_image_format=jpg", *FAST,
+        f"input_dir={data.root}",
+        f"output_dir={tmp / 'out'}",
+        "run_directory=r1",
+        "stopping_condition.n_samples=5",
+        "dump_dataset=True",
+        "output_image_size=[20,30]",
+        "output_image_format=jpg",
+        *FAST,
     )
     return data, tmp / "out" / "r1", proc, before
 
@@ -48,10 +57,18 @@ def test_run_succeeds_and_prints_summary(finished_run):
 
 def test_output_layout(finished_run):
     _, run_dir, _, _ = finished_run
-    for rel in ["config/config.yaml", "data/embeddings.csv", "data/normalized_embeddings.csv",
-                "data/selected_embeddings.csv", "filenames/corrupt_filenames.txt", "filenames/duplicate_filenames.txt",
-                "filenames/removed_filenames.txt", "filenames/sampled_filenames.txt", "filenames/corrupt_reasons.csv",
-                "report.json"]:
+    for rel in [
+        "config/config.yaml",
+        "data/embeddings.csv",
+        "data/normalized_embeddings.csv",
+        "data/selected_embeddings.csv",
+        "filenames/corrupt_filenames.txt",
+        "filenames/duplicate_filenames.txt",
+        "filenames/removed_filenames.txt",
+        "filenames/sampled_filenames.txt",
+        "filenames/corrupt_reasons.csv",
+        "report.json",
+    ]:
         assert (run_dir / rel).is_file(), rel
     leftovers = [p for p in run_dir.rglob(".tmp-*")]
     assert leftovers == []
@@ -59,17 +76,24 @@ def test_output_layout(finished_run):
 
 def test_lists_partition_the_input_with_exact_counts(finished_run):
     data, run_dir, _, _ = finished_run
-    lists = {k: (run_dir / "filenames" / f"{k}_filenames.txt").read_text().splitlines()
-             for k in ("corrupt", "duplicate", "removed", "sampled")}
+    lists = {
+        k: (run_dir / "filenames" / f"{k}_filenames.txt").read_text().splitlines()
+        for k in ("corrupt", "duplicate", "removed", "sampled")
+    }
     assert len(lists["sampled"]) == 5
     assert sorted(lists["corrupt"]) == sorted(data.corrupt)
     assert sorted(lists["duplicate"]) == sorted(data.duplicates)
     everything = [n for v in lists.values() for n in v]
     assert sorted(everything) == data.listed  # each input exactly once, nothing else
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["counts"] == {"available": len(data.listed), "corrupt": len(data.corrupt),
-                                "duplicate": len(data.duplicates), "embedded": len(data.images),
-                                "selected": 5, "removed": len(data.images) - 5}
+    assert report["counts"] == {
+        "available": len(data.listed),
+        "corrupt": len(data.corrupt),
+        "duplicate": len(data.duplicates),
+        "embedded": len(data.images),
+        "selected": 5,
+        "removed": len(data.images) - 5,
+    }
     assert report["ignored"]["other_extensions"] == len(data.ignored)
 
 
@@ -126,17 +150,29 @@ def test_saved_config_is_resolved(finished_run):
 
 def test_rerun_into_complete_run_directory_is_refused(finished_run, tmp_path):
     data, run_dir, _, _ = finished_run
-    proc = run_kurate(f"input_dir={data.root}", f"output_dir={run_dir.parent}", "run_directory=r1",
-                      "stopping_condition.n_samples=5", *FAST)
+    proc = run_kurate(
+        f"input_dir={data.root}",
+        f"output_dir={run_dir.parent}",
+        "run_directory=r1",
+        "stopping_condition.n_samples=5",
+        *FAST,
+    )
     assert proc.returncode == 2
     assert "already holds a complete run" in proc.stderr
 
 
 def test_min_distance_and_fraction(tmp_path):
     data = make_image_folder(tmp_path / "in", n=10, n_dup=1, corrupt=False)
-    proc = run_kurate(f"input_dir={data.root}", f"output_dir={tmp_path / 'out'}", "run_directory=r",
-                      "stopping_condition.n_samples=0.5", "stopping_condition.min_distance=0.0001", "method=random",
-                      "dump_sampled_embeddings=False", *FAST)
+    proc = run_kurate(
+        f"input_dir={data.root}",
+        f"output_dir={tmp_path / 'out'}",
+        "run_directory=r",
+        "stopping_condition.n_samples=0.5",
+        "stopping_condition.min_distance=0.0001",
+        "method=random",
+        "dump_sampled_embeddings=False",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sampled = (tmp_path / "out" / "r" / "filenames" / "sampled_filenames.txt").read_text().splitlines()
     assert len(sampled) == 5  # floor(0.5 * 11 listed inputs)
@@ -146,8 +182,19 @@ def test_min_distance_and_fraction(tmp_path):
 def test_token_never_written(tmp_path):
     data = make_image_folder(tmp_path / "in", n=6, n_dup=0, corrupt=False)
     env = dict(os.environ, LIGHTLY_TOKEN="tok-SECRET-123")
-    proc = subprocess.run([KURATE, f"input_dir={data.root}", f"output_dir={tmp_path / 'out'}", "run_directory=r",
-                           "stopping_condition.n_samples=2", *FAST], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            KURATE,
+            f"input_dir={data.root}",
+            f"output_dir={tmp_path / 'out'}",
+            "run_directory=r",
+            "stopping_condition.n_samples=2",
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tok-SECRET-123" not in proc.stdout + proc.stderr
     for p in (tmp_path / "out").rglob("*"):
@@ -160,8 +207,10 @@ def test_token_never_written(tmp_path):
     [
         (["method=foo", "stopping_condition.n_samples=3"], "method"),
         (["stopping_condition.n_samples=1.5"], "stopping_condition.n_samples"),
-        (["corruptness_check.corruption_threshold=2", "stopping_condition.n_samples=3"],
-         "corruptness_check.corruption_threshold"),
+        (
+            ["corruptness_check.corruption_threshold=2", "stopping_condition.n_samples=3"],
+            "corruptness_check.corruption_threshold",
+        ),
         (["n_example_images=3", "stopping_condition.n_samples=3"], "n_example_images"),
         (["not_a_key=1", "stopping_condition.n_samples=3"], "not_a_key"),
     ],
@@ -188,14 +237,21 @@ def test_config_file(tmp_path):
         f"input_dir: {data.root}\noutput_dir: {tmp_path / 'out'}\nstopping_condition:\n  n_samples: 2\n"
         "lightly:\n  collate:\n    input_size: 32\n  loader:\n    num_workers: 0\n"
     )
-    proc = run_kurate("--config-path", str(tmp_path / "conf"), "--config-name", "job", "run_directory=fromfile")
+    proc = run_kurate(
+        "--config-path", str(tmp_path / "conf"), "--config-name", "job", "run_directory=fromfile"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len((tmp_path / "out" / "fromfile" / "filenames" / "sampled_filenames.txt").read_text().splitlines()) == 2
+    assert (
+        len((tmp_path / "out" / "fromfile" / "filenames" / "sampled_filenames.txt").read_text().splitlines())
+        == 2
+    )
 
 
 def test_output_inside_input_refused(tmp_path):
     data = make_image_folder(tmp_path / "in", n=3, n_dup=0, corrupt=False)
-    proc = run_kurate(f"input_dir={data.root}", f"output_dir={data.root / 'out'}", "stopping_condition.n_samples=1")
+    proc = run_kurate(
+        f"input_dir={data.root}", f"output_dir={data.root / 'out'}", "stopping_condition.n_samples=1"
+    )
     assert proc.returncode == 2 and "output_dir" in proc.stderr
     assert not (data.root / "out").exists()
     shutil.rmtree(tmp_path / "in")
@@ -207,10 +263,16 @@ def test_killed_run_is_resumed_by_a_rerun(tmp_path):
     import time
 
     data = make_image_folder(tmp_path / "in", n=12, n_dup=1)
-    args = [f"input_dir={data.root}", f"output_dir={tmp_path / 'out'}", "run_directory=r",
-            "stopping_condition.n_samples=3", *FAST]
-    proc = subprocess.Popen([KURATE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [
+        f"input_dir={data.root}",
+        f"output_dir={tmp_path / 'out'}",
+        "run_directory=r",
+        "stopping_condition.n_samples=3",
+        *FAST,
+    ]
+    proc = subprocess.Popen(
+        [KURATE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     run_dir = tmp_path / "out" / "r"
     deadline = time.time() + 120
     while time.time() < deadline and not list(run_dir.glob(".work/*/check/clean/meta.json")):

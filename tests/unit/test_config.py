@@ -1,4 +1,4 @@
-"""Config: composed with Hydra's compose(overrides=...), every rejected value fails with one line naming the key."""
+"""Config via Hydra's compose(overrides=...): each rejected value fails with one line naming the key."""
 
 from __future__ import annotations
 
@@ -42,17 +42,52 @@ def test_schema_composes_with_hydra_defaults_equal_to_spec():
 
 def test_every_spec_key_is_in_the_schema():
     spec_keys = [
-        "token", "worker_id", "sanity_check", "relevant_filenames_file", "enable_corruptness_check",
-        "corruptness_check.corruption_threshold", "remove_exact_duplicates", "checkpoint", "embeddings",
-        "enable_training", "dump_dataset", "dump_sampled_embeddings", "output_image_size", "output_image_format",
-        "upload_dataset", "pretagging", "pretagging_debug", "pretagging_config", "append_weak_labels",
-        "normalize_embeddings", "scorer", "scorer_config.frequency_penalty", "scorer_config.min_score", "method",
-        "stopping_condition.n_samples", "stopping_condition.min_distance", "selected_sequence_length",
-        "datapool.name", "datapool.keep_history", "datapool.dataset_id", "datasource.dataset_id",
-        "datasource.process_all", "datasource.enable_datapool_update", "datasource.use_frame_count_metadata",
-        "upload_report", "n_example_images", "memory_requirement_in_GB", "show_video_sampling_timeline",
-        "run_directory", "input_dir", "output_dir", "lightly.loader.batch_size", "lightly.loader.num_workers",
-        "lightly.model.name", "lightly.collate.input_size", "lightly.trainer.max_epochs",
+        "token",
+        "worker_id",
+        "sanity_check",
+        "relevant_filenames_file",
+        "enable_corruptness_check",
+        "corruptness_check.corruption_threshold",
+        "remove_exact_duplicates",
+        "checkpoint",
+        "embeddings",
+        "enable_training",
+        "dump_dataset",
+        "dump_sampled_embeddings",
+        "output_image_size",
+        "output_image_format",
+        "upload_dataset",
+        "pretagging",
+        "pretagging_debug",
+        "pretagging_config",
+        "append_weak_labels",
+        "normalize_embeddings",
+        "scorer",
+        "scorer_config.frequency_penalty",
+        "scorer_config.min_score",
+        "method",
+        "stopping_condition.n_samples",
+        "stopping_condition.min_distance",
+        "selected_sequence_length",
+        "datapool.name",
+        "datapool.keep_history",
+        "datapool.dataset_id",
+        "datasource.dataset_id",
+        "datasource.process_all",
+        "datasource.enable_datapool_update",
+        "datasource.use_frame_count_metadata",
+        "upload_report",
+        "n_example_images",
+        "memory_requirement_in_GB",
+        "show_video_sampling_timeline",
+        "run_directory",
+        "input_dir",
+        "output_dir",
+        "lightly.loader.batch_size",
+        "lightly.loader.num_workers",
+        "lightly.model.name",
+        "lightly.collate.input_size",
+        "lightly.trainer.max_epochs",
     ]
     from omegaconf import OmegaConf
 
@@ -157,8 +192,15 @@ def test_training_with_embeddings_is_an_error():
 
 @pytest.mark.parametrize(
     "override",
-    ["enable_training=True", "pretagging=True", "datapool.name=pool", "upload_dataset=True",
-     "datasource.use_frame_count_metadata=True", "input_dir=s3://bucket/x", "output_dir=gs://b/o"],
+    [
+        "enable_training=True",
+        "pretagging=True",
+        "datapool.name=pool",
+        "upload_dataset=True",
+        "datasource.use_frame_count_metadata=True",
+        "input_dir=s3://bucket/x",
+        "output_dir=gs://b/o",
+    ],
 )
 def test_not_yet_implemented_keys_fail_clearly(override):
     with pytest.raises(NotSupportedYetError) as err:

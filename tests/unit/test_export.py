@@ -1,4 +1,4 @@
-"""Export library: the partition (embed-time failures count as corrupt), resizing, names, labels, completeness."""
+"""Export library: the partition (embed failures count as corrupt), resizing, names, labels, completeness."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def _inputs(root, emb_failed=()):
         clean=FileList(root=str(root), names=clean),
         corrupt=FileList(root=str(root), names=["e.png"], columns={"reason": ["cannot decode image: x"]}),
         duplicates=FileList(root=str(root), names=["f.png"], columns={"duplicate_of": ["a.png"]}),
-        selection=FileList(root=str(root), names=["c.png", "a.png"], extra={"normalized": True, "method": "coreset"}),
+        selection=FileList(
+            root=str(root), names=["c.png", "a.png"], extra={"normalized": True, "method": "coreset"}
+        ),
         emb_names=embedded,
         embeddings=np.arange(len(embedded) * 3, dtype=np.float32).reshape(-1, 3) + 1,
         emb_meta={"failed": [[n, "decode failed at embed"] for n in emb_failed]},
@@ -36,10 +38,16 @@ def _inputs(root, emb_failed=()):
 def test_partition_with_embed_failures(tmp_path):
     (tmp_path / "in").mkdir()
     report = export.export_run(str(tmp_path / "run"), _inputs(tmp_path / "in", emb_failed=("d.png",)), {})
-    lists = {k: (tmp_path / "run" / "filenames" / f"{k}_filenames.txt").read_text().splitlines()
-             for k in ("corrupt", "duplicate", "removed", "sampled")}
-    assert lists == {"corrupt": ["d.png", "e.png"], "duplicate": ["f.png"], "removed": ["b.png"],
-                     "sampled": ["a.png", "c.png"]}
+    lists = {
+        k: (tmp_path / "run" / "filenames" / f"{k}_filenames.txt").read_text().splitlines()
+        for k in ("corrupt", "duplicate", "removed", "sampled")
+    }
+    assert lists == {
+        "corrupt": ["d.png", "e.png"],
+        "duplicate": ["f.png"],
+        "removed": ["b.png"],
+        "sampled": ["a.png", "c.png"],
+    }
     assert report["counts"]["corrupt"] == 2 and report["counts"]["embedded"] == 3
     with open(tmp_path / "run" / "filenames" / "corrupt_reasons.csv", newline="") as fh:
         assert {r["filename"]: r["reason"] for r in csv.DictReader(fh)}["d.png"] == "decode failed at embed"
@@ -78,8 +86,11 @@ def test_complete_run_refused(tmp_path):
 @pytest.mark.parametrize("size, want", [(-1, (40, 20)), (10, (20, 10)), ([8, 12], (12, 8))])
 def test_dump_resizes(tmp_path, size, want):
     (tmp_path / "in").mkdir()
-    export.export_run(str(tmp_path / "run"), _inputs(tmp_path / "in"),
-                      {"dump_dataset": True, "output_image_size": size, "output_image_format": "jpg"})
+    export.export_run(
+        str(tmp_path / "run"),
+        _inputs(tmp_path / "in"),
+        {"dump_dataset": True, "output_image_size": size, "output_image_format": "jpg"},
+    )
     for n in ("a", "c"):
         with Image.open(tmp_path / "run" / "data" / "sampled" / f"{n}.jpg") as im:
             assert im.size == want and im.format == "JPEG"
@@ -88,7 +99,9 @@ def test_dump_resizes(tmp_path, size, want):
 def test_dump_same_format_no_resize_copies_bytes(tmp_path):
     (tmp_path / "in").mkdir()
     export.export_run(str(tmp_path / "run"), _inputs(tmp_path / "in"), {"dump_dataset": True})
-    assert (tmp_path / "run" / "data" / "sampled" / "a.png").read_bytes() == (tmp_path / "in" / "a.png").read_bytes()
+    assert (tmp_path / "run" / "data" / "sampled" / "a.png").read_bytes() == (
+        tmp_path / "in" / "a.png"
+    ).read_bytes()
 
 
 def test_dumped_names_and_collisions(tmp_path):

@@ -7,8 +7,10 @@ from kurate.errors import KurateError
 
 
 def test_round_trip_with_awkward_names(tmp_path):
-    names = ['a,b.png', 'quote"d.jpg', "sp ace/ü.png", "plain.png"]
-    fl = filelist.FileList(root="/data", names=names, columns={"sha256": ["1", "2", "3", "4"]}, extra={"k": 1})
+    names = ["a,b.png", 'quote"d.jpg', "sp ace/ü.png", "plain.png"]
+    fl = filelist.FileList(
+        root="/data", names=names, columns={"sha256": ["1", "2", "3", "4"]}, extra={"k": 1}
+    )
     filelist.write(str(tmp_path / "l"), fl)
     back = filelist.read(str(tmp_path / "l"))
     assert back.names == names and back.column("sha256") == ["1", "2", "3", "4"]

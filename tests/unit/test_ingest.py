@@ -1,4 +1,4 @@
-"""Ingest: recursive listing by extension (case-insensitive), sorted relative names, relevant_filenames_file."""
+"""Ingest: recursive listing by extension (any case), sorted relative names, relevant_filenames_file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ def _touch(root, names):
 
 
 def test_lists_by_extension_sorted_relative_recursive(tmp_path):
-    _touch(tmp_path, ["b.JPG", "a/c.png", "a/b/d.TiFf", "z.webp", "x.txt", "y.json", "v.mp4", "noext", "a/e.jpeg"])
+    _touch(
+        tmp_path,
+        ["b.JPG", "a/c.png", "a/b/d.TiFf", "z.webp", "x.txt", "y.json", "v.mp4", "noext", "a/e.jpeg"],
+    )
     fl = list_input(str(tmp_path))
     assert fl.names == ["a/b/d.TiFf", "a/c.png", "a/e.jpeg", "b.JPG", "z.webp"]
     assert fl.extra["ignored_other_extensions"] == 3
@@ -74,6 +77,8 @@ def test_empty_input_is_an_error_and_main_returns_exit_code(tmp_path, capsys):
 
 def test_main_writes_artifact(tmp_path):
     _touch(tmp_path / "in", ["a.png", "b.gif"])
-    assert main(["--files-out", str(tmp_path / "o"), "--config", f'{{"input_dir": "{tmp_path / "in"}"}}']) == 0
+    assert (
+        main(["--files-out", str(tmp_path / "o"), "--config", f'{{"input_dir": "{tmp_path / "in"}"}}']) == 0
+    )
     fl = filelist.read(str(tmp_path / "o"))
     assert fl.names == ["a.png", "b.gif"] and fl.root == str(tmp_path / "in")

@@ -12,22 +12,33 @@ from kurate.plan import make_plan
 def _cfg(tmp_path, *extra):
     (tmp_path / "in").mkdir(exist_ok=True)
     return compose_config(
-        [f"input_dir={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}", "stopping_condition.n_samples=3", *extra]
+        [
+            f"input_dir={tmp_path / 'in'}",
+            f"output_dir={tmp_path / 'out'}",
+            "stopping_condition.n_samples=3",
+            *extra,
+        ]
     )
 
 
 def test_output_inside_input_is_an_error(tmp_path):
     (tmp_path / "in").mkdir()
-    cfg = compose_config([f"input_dir={tmp_path / 'in'}", f"output_dir={tmp_path / 'in' / 'out'}",
-                          "stopping_condition.n_samples=3"])
+    cfg = compose_config(
+        [
+            f"input_dir={tmp_path / 'in'}",
+            f"output_dir={tmp_path / 'in' / 'out'}",
+            "stopping_condition.n_samples=3",
+        ]
+    )
     with pytest.raises(ConfigError) as err:
         make_plan(cfg)
     assert err.value.key == "output_dir"
 
 
 def test_missing_input_is_an_error(tmp_path):
-    cfg = compose_config([f"input_dir={tmp_path / 'nope'}", f"output_dir={tmp_path / 'o'}",
-                          "stopping_condition.n_samples=3"])
+    cfg = compose_config(
+        [f"input_dir={tmp_path / 'nope'}", f"output_dir={tmp_path / 'o'}", "stopping_condition.n_samples=3"]
+    )
     with pytest.raises(ConfigError) as err:
         make_plan(cfg)
     assert err.value.key == "input_dir"
@@ -50,8 +61,14 @@ def test_timestamp_run_directory(tmp_path):
 
 
 def test_relative_paths_resolve_against_output_dir(tmp_path):
-    plan = make_plan(_cfg(tmp_path, "relevant_filenames_file=lists/rel.txt", "checkpoint=ckpt/m.ckpt",
-                          "embeddings=/abs/e.csv"))
+    plan = make_plan(
+        _cfg(
+            tmp_path,
+            "relevant_filenames_file=lists/rel.txt",
+            "checkpoint=ckpt/m.ckpt",
+            "embeddings=/abs/e.csv",
+        )
+    )
     assert plan.task_configs["ingest"]["relevant_filenames_file"] == str(tmp_path / "out" / "lists/rel.txt")
     assert plan.task_configs["embed"]["checkpoint"] == str(tmp_path / "out" / "ckpt/m.ckpt")
     assert plan.task_configs["embed"]["embeddings"] == "/abs/e.csv"
@@ -66,7 +83,9 @@ def test_changing_n_samples_changes_only_select_and_export(tmp_path):
 
 def test_training_keys_do_not_reach_embed(tmp_path):
     a = make_plan(_cfg(tmp_path, "run_directory=r"))
-    b = make_plan(_cfg(tmp_path, "run_directory=r", "lightly.trainer.max_epochs=5", "lightly.optimizer.lr=0.1"))
+    b = make_plan(
+        _cfg(tmp_path, "run_directory=r", "lightly.trainer.max_epochs=5", "lightly.optimizer.lr=0.1")
+    )
     assert a.task_configs["embed"] == b.task_configs["embed"]
 
 

@@ -75,13 +75,17 @@ def compose_config(
     base = OmegaConf.structured(KurateConfig)
     if config_name:
         directory = config_path or "."
-        path = os.path.join(directory, config_name if config_name.endswith((".yaml", ".yml")) else f"{config_name}.yaml")
+        path = os.path.join(
+            directory, config_name if config_name.endswith((".yaml", ".yml")) else f"{config_name}.yaml"
+        )
         if not os.path.isfile(path):
             raise ConfigError("--config-name", f"config file {path} does not exist")
         try:
             user = OmegaConf.load(path)
         except Exception as exc:  # yaml errors come in many types
-            raise ConfigError("--config-name", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(
+                "--config-name", f"{path} is not valid YAML: {str(exc).splitlines()[0]}"
+            ) from None
         if isinstance(user, DictConfig):
             user.pop("defaults", None)
             user.pop("hydra", None)
@@ -215,10 +219,14 @@ def validate(cfg: DictConfig) -> None:
     nw = cfg.lightly.loader.num_workers
     _need(nw >= -1, "lightly.loader.num_workers", f"got {nw!r}; allowed: -1 (all cores), 0, or more")
     if cfg.enable_training and cfg.embeddings:
-        raise ConfigError("enable_training", "cannot train when precomputed embeddings are given; unset embeddings")
+        raise ConfigError(
+            "enable_training", "cannot train when precomputed embeddings are given; unset embeddings"
+        )
     if cfg.datapool.name is not None:
         _need(
-            isinstance(cfg.datapool.name, str) and cfg.datapool.name.strip() != "" and "/" not in cfg.datapool.name,
+            isinstance(cfg.datapool.name, str)
+            and cfg.datapool.name.strip() != ""
+            and "/" not in cfg.datapool.name,
             "datapool.name",
             f"got {cfg.datapool.name!r}; allowed: a non-empty name without '/'",
         )
@@ -256,9 +264,13 @@ def _check_not_supported_yet(cfg: DictConfig) -> None:
     for key in ("input_dir", "output_dir", "checkpoint", "embeddings", "relevant_filenames_file"):
         v = str(OmegaConf.select(cfg, key) or "")
         if v.startswith(("s3://", "gs://")):
-            raise NotSupportedYetError(key, "bucket URIs (s3://, gs://) are not supported yet in this version")
+            raise NotSupportedYetError(
+                key, "bucket URIs (s3://, gs://) are not supported yet in this version"
+            )
     if cfg.datasource.dataset_id and str(cfg.datasource.dataset_id).startswith(("s3://", "gs://")):
-        raise NotSupportedYetError("datasource.dataset_id", "bucket URIs are not supported yet in this version")
+        raise NotSupportedYetError(
+            "datasource.dataset_id", "bucket URIs are not supported yet in this version"
+        )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,13 +12,19 @@ from typing import Any
 from kurate.errors import KurateError
 
 
-def parse(argv: Sequence[str], description: str, inputs: Sequence[str], outputs: Sequence[str]) -> argparse.Namespace:
+def parse(
+    argv: Sequence[str], description: str, inputs: Sequence[str], outputs: Sequence[str]
+) -> argparse.Namespace:
     """Parse ``--<input> PATH ... --<output> PATH ... --config JSON``."""
     p = argparse.ArgumentParser(description=description)
     for name in inputs:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, help=f"input artifact: {name}")
+        p.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, required=True, help=f"input artifact: {name}"
+        )
     for name in outputs:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, help=f"output artifact: {name}")
+        p.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, required=True, help=f"output artifact: {name}"
+        )
     p.add_argument("--config", default="{}", help="this phase's config keys as JSON (or @file.json)")
     return p.parse_args(list(argv))
 

@@ -13,7 +13,9 @@ from kurate.phases import _entry
 log = logging.getLogger("kurate.check")
 
 
-def run_check(files_in: str, clean_out: str, corrupt_out: str, duplicates_out: str, config: dict[str, Any]) -> dict:
+def run_check(
+    files_in: str, clean_out: str, corrupt_out: str, duplicates_out: str, config: dict[str, Any]
+) -> dict:
     """Phase function: read the listed files, write the clean, corrupt and duplicate lists."""
     files = filelist.read(files_in)
     cc = config.get("corruptness_check") or {}

@@ -34,7 +34,11 @@ def main(argv: Sequence[str]) -> int:
     """``python -m kurate.phases.export --files-in P ... --selection-in P --config JSON``."""
     a = _entry.parse(argv, __doc__ or "", INPUTS, [])
     cfg = _entry.load_json_arg(a.config)
-    return _entry.run_main(lambda: run_export(*(getattr(a, n) for n in INPUTS), cfg))
+    return _entry.run_main(
+        lambda: run_export(
+            a.files_in, a.clean_in, a.corrupt_in, a.duplicates_in, a.embeddings_in, a.selection_in, cfg
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ log = logging.getLogger("kurate.ingest")
 def _normalise_relevant(line: str) -> str:
     name = line.replace("\\", "/").strip()
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise ConfigError("relevant_filenames_file", f"entry {line!r} is an absolute path; entries are relative")
+        raise ConfigError(
+            "relevant_filenames_file", f"entry {line!r} is an absolute path; entries are relative"
+        )
     norm = posixpath.normpath(name)
     if norm == ".." or norm.startswith("../"):
         raise ConfigError("relevant_filenames_file", f"entry {line!r} escapes the input directory")
@@ -62,12 +64,22 @@ def list_input(input_dir: str, relevant_filenames_file: str = "") -> filelist.Fi
         missing = sorted(relevant - present)
         names = [n for n in names if n in relevant]
         if missing:
-            log.warning("%d entries of relevant_filenames_file are not in the input, e.g. %s", len(missing), missing[:3])
+            log.warning(
+                "%d entries of relevant_filenames_file are not in the input, e.g. %s",
+                len(missing),
+                missing[:3],
+            )
     if skipped:
-        log.warning("skipped %d file(s) whose name contains a newline: %s", len(skipped), [repr(s) for s in skipped[:5]])
+        log.warning(
+            "skipped %d file(s) whose name contains a newline: %s",
+            len(skipped),
+            [repr(s) for s in skipped[:5]],
+        )
     if videos:
         log.warning("ignored %d video file(s): video input is not supported in this version", videos)
-    log.info("listed %d image(s) under %s (%d file(s) with other extensions ignored)", len(names), input_dir, other)
+    log.info(
+        "listed %d image(s) under %s (%d file(s) with other extensions ignored)", len(names), input_dir, other
+    )
     extra: dict[str, Any] = {
         "input_count": len(names),
         "ignored_other_extensions": other,

@@ -15,7 +15,9 @@ from kurate.phases import _entry
 log = logging.getLogger("kurate.select")
 
 
-def run_select(embeddings_in: str, files_in: str, selection_out: str, config: dict[str, Any]) -> dict[str, Any]:
+def run_select(
+    embeddings_in: str, files_in: str, selection_out: str, config: dict[str, Any]
+) -> dict[str, Any]:
     """Phase function: choose samples from ``embeddings_in`` and write them as a file list.
 
     ``files_in`` (the ingest list) is read for its header only: fractions of ``n_samples`` are of
@@ -36,7 +38,9 @@ def run_select(embeddings_in: str, files_in: str, selection_out: str, config: di
         raise ConfigError("stopping_condition", "set n_samples and/or min_distance")
     warnings: list[str] = []
     if n_samples is not None and n_samples > len(names):
-        msg = f"requested {n_samples} samples but only {len(names)} valid samples exist: selecting all of them"
+        msg = (
+            f"requested {n_samples} samples but only {len(names)} valid samples exist: selecting all of them"
+        )
         log.warning(msg)
         warnings.append(msg)
     emb = selection.normalize(x) if config.get("normalize_embeddings", True) else x
@@ -46,7 +50,11 @@ def run_select(embeddings_in: str, files_in: str, selection_out: str, config: di
         result = selection.coreset_with_info(emb, n_samples=n_samples, min_distance=min_d)
     elif method == "random":
         result = selection.random_selection(
-            len(names), n_samples, seed=seed, embeddings=emb if min_d is not None else None, min_distance=min_d
+            len(names),
+            n_samples,
+            seed=seed,
+            embeddings=emb if min_d is not None else None,
+            min_distance=min_d,
         )
     else:
         raise ConfigError("method", f"got {method!r}; allowed: coreset, random")
@@ -54,7 +62,10 @@ def run_select(embeddings_in: str, files_in: str, selection_out: str, config: di
     out = filelist.FileList(
         root=str(meta.get("root", "")),
         names=[names[i] for i in picked],
-        columns={"index": [str(i) for i in picked], "pick_distance": [f"{d:.6g}" for d in result.pick_distances]},
+        columns={
+            "index": [str(i) for i in picked],
+            "pick_distance": [f"{d:.6g}" for d in result.pick_distances],
+        },
         extra={
             "method": method,
             "requested": n_samples,
@@ -68,7 +79,13 @@ def run_select(embeddings_in: str, files_in: str, selection_out: str, config: di
         },
     )
     filelist.write(selection_out, out)
-    log.info("selected %d of %d valid sample(s) with %s (stop: %s)", len(picked), len(names), method, result.stop_reason)
+    log.info(
+        "selected %d of %d valid sample(s) with %s (stop: %s)",
+        len(picked),
+        len(names),
+        method,
+        result.stop_reason,
+    )
     return out.extra
 
 
