@@ -69,3 +69,69 @@ def make_image_folder(
     (root / "notes.txt").write_text("not an image")
     f.ignored.append("notes.txt")
     return f
+
+
+STRUCTURE_GROUPS = ("stripes", "checks", "dots", "rings")
+
+
+def draw_structure(
+    group: str, rng: np.random.Generator, size: int = 48, palette: list[tuple[tuple, tuple]] | None = None
+) -> Image.Image:
+    """An image whose *structure* says its group; its two colours say nothing about it.
+
+    The colours are random, or one of ``palette``'s (background, foreground) pairs picked at random, the
+    same palette for every group (colour then groups images across structure groups).
+
+    stripes: parallel bands at a random angle (hstripes / vstripes: about horizontal / vertical); checks: a
+    checkerboard; dots: scattered discs; rings: concentric circles around a random centre. Scales and
+    phases are random too.
+    """
+    if palette:
+        bg, fg = palette[int(rng.integers(len(palette)))]
+    else:
+        bg, fg = (tuple(int(v) for v in rng.integers(0, 256, size=3)) for _ in range(2))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    if group in ("stripes", "hstripes", "vstripes"):
+        a = {"stripes": rng.uniform(0, np.pi), "hstripes": np.pi / 2, "vstripes": 0.0}[group]
+        a += 0.0 if group == "stripes" else rng.uniform(-0.15, 0.15)
+        period = rng.uniform(5, 10)
+        mask = ((xx * np.cos(a) + yy * np.sin(a) + rng.uniform(0, period)) % period) < period / 2
+    elif group == "checks":
+        cell = rng.uniform(5, 10)
+        ox, oy = rng.uniform(0, cell, size=2)
+        mask = ((np.floor((xx + ox) / cell) + np.floor((yy + oy) / cell)) % 2) == 0
+    elif group == "dots":
+        mask = np.zeros((size, size), bool)
+        for _ in range(int(rng.integers(12, 24))):
+            cx, cy = rng.uniform(0, size, size=2)
+            r = rng.uniform(1.5, 3.5)
+            mask |= (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    elif group == "rings":
+        cx, cy = rng.uniform(size * 0.2, size * 0.8, size=2)
+        period = rng.uniform(5, 10)
+        mask = (np.hypot(xx - cx, yy - cy) % period) < period / 2
+    else:
+        raise ValueError(group)
+    arr = np.where(mask[..., None], np.array(fg, np.uint8), np.array(bg, np.uint8)).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def make_structure_folder(
+    root: Path, n_per_group: int = 40, size: int = 48, seed: int = 0, n_colours: int = 0
+) -> dict[str, str]:
+    """A flat folder of PNGs in known structure groups; returns ``{filename: group}``.
+
+    ``n_colours`` > 0: colours come from that many random (background, foreground) pairs shared by all
+    groups, so a colour-driven embedding groups by palette, not by structure."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    palette = [
+        tuple(tuple(int(v) for v in rng.integers(0, 256, size=3)) for _ in range(2)) for _ in range(n_colours)
+    ]
+    labels: dict[str, str] = {}
+    order = [(g, i) for i in range(n_per_group) for g in STRUCTURE_GROUPS]
+    for g, i in order:
+        name = f"{g}_{i:03d}.png"
+        draw_structure(g, rng, size, palette).save(root / name)
+        labels[name] = g
+    return labels

@@ -1,9 +1,10 @@
 """KFP artifact classes of kurate's typed inputs and outputs.
 
 They live in the library (not in a component file) so that kfp.local and every phase image can
-import them. Their ``schema_title`` stays the standard ``system.Dataset``: KFP only accepts the
-``system``/``google`` namespaces, and Vertex AI knows only its registered system schemas. The
-folder layouts are documented in :mod:`kurate.filelist` and :mod:`kurate.embeddings_io`.
+import them. Their ``schema_title`` stays a standard one (``system.Dataset``; ``system.Model`` for the
+trained model): KFP only accepts the ``system``/``google`` namespaces, and Vertex AI knows only its
+registered system schemas. The folder layouts are documented in :mod:`kurate.filelist`,
+:mod:`kurate.embeddings_io` and :mod:`kurate.model_io`.
 """
 
 from __future__ import annotations
@@ -17,3 +18,7 @@ class FileListArtifact(dsl.Dataset):
 
 class EmbeddingsArtifact(dsl.Dataset):
     """Embeddings: ``embeddings.npy`` (float32 N x d) + ``filenames.csv`` + ``meta.json``."""
+
+
+class ModelArtifact(dsl.Model):
+    """The train phase's model: ``meta.json`` (``trained`` true/false) + ``model.ckpt`` when trained."""

@@ -7,7 +7,7 @@ import os
 from kurate import __version__
 
 DEFAULT_REGISTRY = "ghcr.io/kurate"
-PHASES = ("ingest", "check", "embed", "select", "export")
+PHASES = ("ingest", "check", "train", "embed", "select", "export")
 
 
 def registry() -> str:

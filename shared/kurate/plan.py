@@ -17,7 +17,10 @@ from kurate import export, storage
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
 
-TASKS = ("ingest", "check", "embed", "select", "export")
+TASKS = ("ingest", "check", "train", "embed", "select", "export")
+#: Inside the run directory: the training epoch checkpoints (a rerun resumes from them) and the model.
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_CHECKPOINT = "checkpoint_latest.ckpt"
 
 
 @dataclass
@@ -100,9 +103,44 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
         embeddings=rel(str(cfg.embeddings)),
         max_image_pixels=int(cfg.corruptness_check.max_image_pixels),
     )
+    tasks["train"] = _train_task(cfg, run_dir, rel)
     tasks["select"]["seed"] = int(cfg.lightly.seed)
     tasks["export"].update(tasks.pop("report"))
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
     return RunPlan(run_dir=run_dir, work_dir=work_dir, task_configs=tasks, resumed=resumed)
+
+
+def _train_task(cfg: DictConfig, run_dir: str, rel: Any) -> dict[str, Any]:
+    """The train task's keys.
+
+    Off: only ``enable_training`` (no other key can rerun it). On: the training keys, the start weights
+    and the run's stable checkpoint locations (so a rerun resumes).
+    """
+    if not cfg.enable_training:
+        return {"enable_training": False}
+    lc = cfg.lightly
+    dirpath = lc.checkpoint_callback.dirpath
+    return {
+        "enable_training": True,
+        "checkpoint": rel(str(cfg.checkpoint)),
+        "checkpoint_dir": rel(str(dirpath)) if dirpath else storage.join(run_dir, CHECKPOINTS_DIR),
+        "checkpoint_out": storage.join(run_dir, LATEST_CHECKPOINT),
+        "max_image_pixels": int(cfg.corruptness_check.max_image_pixels),
+        "lightly": {
+            k: phase_value(lc[k])
+            for k in (
+                "model",
+                "criterion",
+                "optimizer",
+                "collate",
+                "loader",
+                "trainer",
+                "checkpoint_callback",
+                "summary_callback",
+                "pre_trained",
+                "seed",
+            )
+        },
+    }

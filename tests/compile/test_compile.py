@@ -13,7 +13,7 @@ from kurate import images
 from kurate.pipelines.compile import compile_kfp
 
 GOLDEN = Path(__file__).parent / "golden" / "kurate-curation.yaml"
-TASKS = ["ingest", "check", "embed", "select", "export"]
+TASKS = ["ingest", "check", "train", "embed", "select", "export"]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,12 @@ def test_tasks_images_and_dependencies(compiled):
         executor = spec["components"][dag[t]["componentRef"]["name"]]["executorLabel"]
         assert execs[executor]["container"]["image"] == images.image_for(t)
     assert set(dag["check"]["dependentTasks"]) == {"ingest"}
-    assert set(dag["embed"]["dependentTasks"]) == {"check"}
+    assert set(dag["train"]["dependentTasks"]) == {"check"}
+    assert set(dag["embed"]["dependentTasks"]) == {"check", "train"}
+    assert dag["embed"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "model",
+        "producerTask": "train",
+    }
     assert set(dag["select"]["dependentTasks"]) == {"embed", "ingest"}
     assert set(dag["export"]["dependentTasks"]) == {"ingest", "check", "embed", "select"}
     assert (
@@ -68,7 +73,11 @@ def test_artifact_types(compiled):
 
     assert out_types("comp-ingest") == {"files": "system.Dataset"}
     assert out_types("comp-check") == {k: "system.Dataset" for k in ("clean", "corrupt", "duplicates")}
+    assert out_types("comp-train") == {"model": "system.Model"}
     assert out_types("comp-embed") == {"embeddings": "system.Dataset"}
+    embed_in = comps["comp-embed"]["inputDefinitions"]["artifacts"]
+    assert embed_in["model"]["artifactType"]["schemaTitle"] == "system.Model"
+    assert embed_in["model"]["isOptional"] is True  # embed also runs alone, without a train task
     assert out_types("comp-select") == {"selection": "system.Dataset"}
     ins = comps["comp-export"]["inputDefinitions"]
     assert set(ins["artifacts"]) == {"files", "clean", "corrupt", "duplicates", "embeddings", "selection"}

@@ -143,6 +143,24 @@ def test_phase_config_hands_only_own_keys():
         ("lightly.loader.num_workers=-3", "lightly.loader.num_workers", "-1"),
         ("datapool.name=''", "datapool.name", "non-empty"),
         ("input_dir=a", "datasource.dataset_id", "differs"),
+        # training keys; Lightning 1 spellings that cannot be mapped to one device are refused
+        ("lightly.trainer.gpus=2", "lightly.trainer.gpus", "multi-GPU training is not supported"),
+        ("lightly.trainer.gpus=-1", "lightly.trainer.gpus", "0 or 1"),
+        ("lightly.trainer.devices=4", "lightly.trainer.devices", "multi-GPU"),
+        ("lightly.trainer.accelerator=tpu", "lightly.trainer.accelerator", "auto, gpu, cuda, cpu"),
+        ("lightly.trainer.precision=8", "lightly.trainer.precision", "16-mixed"),
+        ("lightly.trainer.max_epochs=0", "lightly.trainer.max_epochs", ">= 1"),
+        ("lightly.optimizer.lr=0", "lightly.optimizer.lr", "> 0"),
+        ("lightly.optimizer.weight_decay=-1", "lightly.optimizer.weight_decay", ">= 0"),
+        ("lightly.criterion.temperature=0", "lightly.criterion.temperature", "> 0"),
+        ("lightly.criterion.memory_bank_size=-5", "lightly.criterion.memory_bank_size", ">= 0"),
+        ("lightly.collate.cj_prob=1.5", "lightly.collate.cj_prob", "[0, 1]"),
+        ("lightly.collate.cj_hue=0.7", "lightly.collate.cj_hue", "[0, 0.5]"),
+        ("lightly.collate.min_scale=0", "lightly.collate.min_scale", "(0, 1]"),
+        ("lightly.collate.sigmas=[2,1]", "lightly.collate.sigmas", "min <= max"),
+        ("lightly.collate.rr_degrees=abc", "lightly.collate.rr_degrees", "[min, max]"),
+        ("lightly.checkpoint_callback.save_top_k=-2", "lightly.checkpoint_callback.save_top_k", "-1"),
+        ("lightly.checkpoint_callback.dirpath=s3://b/c", "lightly.checkpoint_callback.dirpath", "local"),
     ],
 )
 def test_rejected_values_name_the_key_and_what_is_allowed(override, key, allowed):
@@ -193,7 +211,6 @@ def test_training_with_embeddings_is_an_error():
 @pytest.mark.parametrize(
     "override",
     [
-        "enable_training=True",
         "pretagging=True",
         "datapool.name=pool",
         "upload_dataset=True",
@@ -220,6 +237,23 @@ def test_not_yet_implemented_keys_fail_clearly(override):
         ("method=random", lambda c: c.method == "random"),
         ("datapool.name=null", lambda c: c.datapool.name is None),
         ("lightly.trainer.gpus=0", lambda c: c.lightly.trainer.gpus == 0),
+        ("enable_training=True", lambda c: c.enable_training is True),  # implemented: no longer refused
+        ("lightly.trainer.gpus=1", lambda c: c.lightly.trainer.gpus == 1),  # lightly's own default
+        (
+            "lightly.trainer.precision=16",
+            lambda c: load.normalise_precision(c.lightly.trainer.precision) == "16-mixed",
+        ),
+        (
+            "lightly.trainer.precision=bf16",
+            lambda c: load.normalise_precision(c.lightly.trainer.precision) == "bf16-mixed",
+        ),
+        (
+            "lightly.trainer.precision=32-true",
+            lambda c: load.normalise_precision(c.lightly.trainer.precision) == "32-true",
+        ),
+        ("lightly.trainer.accelerator=cpu", lambda c: c.lightly.trainer.accelerator == "cpu"),
+        ("lightly.trainer.devices=auto", lambda c: c.lightly.trainer.devices == "auto"),
+        ("lightly.collate.rr_degrees=[-10,10]", lambda c: list(c.lightly.collate.rr_degrees) == [-10, 10]),
     ],
 )
 def test_accepted_values(override, check):

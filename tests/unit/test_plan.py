@@ -6,7 +6,7 @@ import pytest
 
 from kurate.config.load import compose_config
 from kurate.errors import ConfigError, OutputExistsError
-from kurate.plan import make_plan
+from kurate.plan import TASKS, make_plan
 
 
 def _cfg(tmp_path, *extra):
@@ -92,3 +92,44 @@ def test_training_keys_do_not_reach_embed(tmp_path):
 def test_token_never_reaches_a_task(tmp_path):
     plan = make_plan(_cfg(tmp_path, "token=hunter2"))
     assert "hunter2" not in repr(plan.task_configs)
+
+
+def test_train_task_gets_only_enable_training_when_off(tmp_path):
+    a = make_plan(_cfg(tmp_path, "run_directory=r"))
+    b = make_plan(_cfg(tmp_path, "run_directory=r", "lightly.trainer.max_epochs=5", "lightly.optimizer.lr=0.1"))
+    assert a.task_configs["train"] == b.task_configs["train"] == {"enable_training": False}
+    assert set(a.task_configs) == set(TASKS)
+
+
+def test_train_task_keys_when_on(tmp_path):
+    plan = make_plan(
+        _cfg(
+            tmp_path,
+            "run_directory=r",
+            "enable_training=True",
+            "checkpoint=start.ckpt",
+            "lightly.trainer.max_epochs=7",
+            "lightly.trainer.gpus=1",
+        )
+    )
+    t = plan.task_configs["train"]
+    run_dir = str(tmp_path / "out" / "r")
+    assert t["enable_training"] is True
+    assert t["checkpoint"] == str(tmp_path / "out" / "start.ckpt")  # training starts from it
+    assert t["checkpoint_dir"] == f"{run_dir}/checkpoints"  # stable across reruns: resume
+    assert t["checkpoint_out"] == f"{run_dir}/checkpoint_latest.ckpt"
+    lc = t["lightly"]
+    assert lc["trainer"]["max_epochs"] == 7 and lc["trainer"]["gpus"] == 1
+    assert set(lc) >= {"model", "criterion", "optimizer", "collate", "loader", "trainer", "seed"}
+    assert lc["collate"]["cj_prob"] == 0.8 and lc["loader"]["drop_last"] is True
+    assert "token" not in repr(t) and "stopping_condition" not in t
+    # the embed task's keys do not change when training is switched on or tuned
+    off = make_plan(_cfg(tmp_path, "run_directory=r", "checkpoint=start.ckpt"))
+    assert plan.task_configs["embed"] == off.task_configs["embed"]
+
+
+def test_checkpoint_callback_dirpath_overrides_the_checkpoint_folder(tmp_path):
+    plan = make_plan(
+        _cfg(tmp_path, "enable_training=True", "lightly.checkpoint_callback.dirpath=ck", "run_directory=r")
+    )
+    assert plan.task_configs["train"]["checkpoint_dir"] == str(tmp_path / "out" / "ck")

@@ -29,6 +29,24 @@ METHODS = ("coreset", "random")
 SCORERS = ("object-frequency",)
 REDACTED = "***"
 
+#: ``lightly.trainer.accelerator`` values (one device per training task).
+ACCELERATORS = ("auto", "gpu", "cuda", "cpu")
+#: ``lightly.trainer.precision``: Lightning 1 / lightly spellings -> Lightning 2's.
+PRECISION_ALIASES = {
+    "32": "32-true",
+    "32-true": "32-true",
+    "16": "16-mixed",
+    "16-mixed": "16-mixed",
+    "bf16": "bf16-mixed",
+    "bf16-mixed": "bf16-mixed",
+    "64": "64-true",
+    "64-true": "64-true",
+    "16-true": "16-true",
+    "bf16-true": "bf16-true",
+}
+#: Precisions that need a GPU (fp16); on the CPU training falls back to 32-bit with a warning.
+PRECISIONS_GPU_ONLY = ("16-mixed", "16-true")
+
 
 def _register(node: Any, name: str) -> None:
     from hydra.core.config_store import ConfigStore
@@ -148,6 +166,99 @@ def n_samples_active(v: Any) -> bool:
     return not (_is_num(v) and v == -1)
 
 
+def normalise_precision(value: Any) -> str:
+    """Lightning 2's name for a ``lightly.trainer.precision`` value (``16`` -> ``"16-mixed"``)."""
+    key = str(value).strip().lower()
+    if key.endswith(".0"):  # 16.0 from a YAML float
+        key = key[:-2]
+    if isinstance(value, bool) or key not in PRECISION_ALIASES:
+        raise ConfigError(
+            "lightly.trainer.precision",
+            f"got {value!r}; allowed: 32, 16, bf16, 64 or Lightning 2's "
+            + ", ".join(sorted(set(PRECISION_ALIASES.values()))),
+        )
+    return PRECISION_ALIASES[key]
+
+
+def single_device_count(value: Any, key: str) -> int | None:
+    """``lightly.trainer.gpus`` / ``.devices``: None (auto), 0 (gpus only: the CPU) or 1; no multi-GPU."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    text = str(value).strip()
+    allowed = ("0", "1") if key.endswith("gpus") else ("1",)
+    if isinstance(value, bool) or text not in allowed:
+        raise ConfigError(
+            key,
+            f"got {value!r}; allowed: null or auto (the GPU when present), {' or '.join(allowed)} -- a "
+            "training task uses one device (multi-GPU training is not supported)",
+        )
+    return int(text)
+
+
+def _validate_training(cfg: DictConfig) -> None:
+    """The ``lightly.*`` training keys (checked even with training off: a bad value is a bad config)."""
+    lc = cfg.lightly
+    tr = lc.trainer
+    me = tr.max_epochs
+    _need(_is_int(me) and me >= 1, "lightly.trainer.max_epochs", f"got {me!r}; allowed: an int >= 1")
+    normalise_precision(_plain(tr.precision))
+    single_device_count(_plain(tr.gpus), "lightly.trainer.gpus")
+    single_device_count(_plain(tr.devices), "lightly.trainer.devices")
+    acc = _plain(tr.accelerator)
+    _need(
+        acc is None or str(acc).lower() in ACCELERATORS,
+        "lightly.trainer.accelerator",
+        f"got {acc!r}; allowed: {', '.join(ACCELERATORS)} (or null = auto)",
+    )
+    t = lc.criterion.temperature
+    _need(t > 0, "lightly.criterion.temperature", f"got {t!r}; allowed: a number > 0")
+    mb = lc.criterion.memory_bank_size
+    _need(mb >= 0, "lightly.criterion.memory_bank_size", f"got {mb!r}; allowed: an int >= 0 (0 = no bank)")
+    lr = lc.optimizer.lr
+    _need(lr > 0 and math.isfinite(lr), "lightly.optimizer.lr", f"got {lr!r}; allowed: a number > 0")
+    wd = lc.optimizer.weight_decay
+    _need(wd >= 0, "lightly.optimizer.weight_decay", f"got {wd!r}; allowed: a number >= 0")
+    co = lc.collate
+    for k in ("cj_prob", "random_gray_scale", "gaussian_blur", "vf_prob", "hf_prob", "rr_prob"):
+        v = co[k]
+        _need(0 <= v <= 1, f"lightly.collate.{k}", f"got {v!r}; allowed: a probability in [0, 1]")
+    for k in ("cj_bright", "cj_contrast", "cj_sat"):
+        _need(co[k] >= 0, f"lightly.collate.{k}", f"got {co[k]!r}; allowed: a number >= 0")
+    _need(
+        0 <= co.cj_hue <= 0.5, "lightly.collate.cj_hue", f"got {co.cj_hue!r}; allowed: a number in [0, 0.5]"
+    )
+    _need(
+        0 < co.min_scale <= 1,
+        "lightly.collate.min_scale",
+        f"got {co.min_scale!r}; allowed: a number in (0, 1]",
+    )
+    sig = _plain(co.sigmas)
+    _need(
+        isinstance(sig, list)
+        and len(sig) == 2
+        and all(_is_num(v) and v > 0 for v in sig)
+        and sig[0] <= sig[1],
+        "lightly.collate.sigmas",
+        f"got {sig!r}; allowed: [min, max] with 0 < min <= max",
+    )
+    rr = _plain(co.rr_degrees)
+    _need(
+        rr is None or _is_num(rr) or (isinstance(rr, list) and len(rr) == 2 and all(_is_num(v) for v in rr)),
+        "lightly.collate.rr_degrees",
+        f"got {rr!r}; allowed: null (90-degree turns), a number x (angle in [-x, x]) or [min, max]",
+    )
+    k = lc.checkpoint_callback.save_top_k
+    _need(k >= -1, "lightly.checkpoint_callback.save_top_k", f"got {k!r}; allowed: -1 (all), 0, or more")
+    dp = _plain(lc.checkpoint_callback.dirpath)
+    _need(
+        dp is None or (isinstance(dp, str) and not dp.startswith(("s3://", "gs://"))),
+        "lightly.checkpoint_callback.dirpath",
+        f"got {dp!r}; allowed: null (the run's checkpoints/ folder) or a local folder",
+    )
+    d = lc.summary_callback.max_depth
+    _need(d >= -1, "lightly.summary_callback.max_depth", f"got {d!r}; allowed: -1 (all), 0, or more")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every value; raise :class:`ConfigError` naming the first bad key and what is allowed."""
     sc = cfg.stopping_condition
@@ -218,6 +329,7 @@ def validate(cfg: DictConfig) -> None:
     _need(bs >= 1, "lightly.loader.batch_size", f"got {bs!r}; allowed: an int >= 1")
     nw = cfg.lightly.loader.num_workers
     _need(nw >= -1, "lightly.loader.num_workers", f"got {nw!r}; allowed: -1 (all cores), 0, or more")
+    _validate_training(cfg)
     if cfg.enable_training and cfg.embeddings:
         raise ConfigError(
             "enable_training", "cannot train when precomputed embeddings are given; unset embeddings"
@@ -239,7 +351,6 @@ def validate(cfg: DictConfig) -> None:
 
 #: Keys that this version accepts but does not implement yet: (key, default value, issue).
 NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (
-    ("enable_training", False, "training"),
     ("pretagging", False, "pretagging"),
     ("pretagging_debug", False, "pretagging"),
     ("pretagging_config", "", "pretagging"),

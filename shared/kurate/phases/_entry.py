@@ -13,7 +13,11 @@ from kurate.errors import KurateError
 
 
 def parse(
-    argv: Sequence[str], description: str, inputs: Sequence[str], outputs: Sequence[str]
+    argv: Sequence[str],
+    description: str,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    optional_inputs: Sequence[str] = (),
 ) -> argparse.Namespace:
     """Parse ``--<input> PATH ... --<output> PATH ... --config JSON``."""
     p = argparse.ArgumentParser(description=description)
@@ -21,6 +25,8 @@ def parse(
         p.add_argument(
             f"--{name.replace('_', '-')}", dest=name, required=True, help=f"input artifact: {name}"
         )
+    for name in optional_inputs:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default="", help=f"optional input: {name}")
     for name in outputs:
         p.add_argument(
             f"--{name.replace('_', '-')}", dest=name, required=True, help=f"output artifact: {name}"

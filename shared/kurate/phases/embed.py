@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kurate import embeddings_io, filelist, media
+from kurate import embeddings_io, filelist, media, model_io
 from kurate.errors import KurateError
 from kurate.phases import _entry
 
@@ -33,8 +33,15 @@ def _from_precomputed(files: filelist.FileList, csv_uri: str) -> tuple[list[str]
     return list(files.names), np.ascontiguousarray(x[rows], dtype=np.float32), meta
 
 
-def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Phase function: embed every sample of the clean list into ``embeddings_out``."""
+def run_embed(
+    clean_in: str, embeddings_out: str, config: dict[str, Any], model_in: str = ""
+) -> dict[str, Any]:
+    """Phase function: embed every sample of the clean list into ``embeddings_out``.
+
+    ``model_in``: the train phase's model artifact; when it holds a trained model, that model is used
+    instead of ``checkpoint`` (training started from ``checkpoint`` already).
+    """
+    trained_ckpt, train_meta = model_io.read(model_in)
     files = filelist.read(clean_in)
     if not files.names:
         raise KurateError("no valid sample left to embed (all inputs are corrupt or duplicates)")
@@ -55,7 +62,7 @@ def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dic
             input_size=int((lc.get("collate") or {}).get("input_size", 64)),
             batch_size=int(loader.get("batch_size", 16)),
             num_workers=int(loader.get("num_workers", -1)),
-            checkpoint=str(config.get("checkpoint") or ""),
+            checkpoint=trained_ckpt or str(config.get("checkpoint") or ""),
             pre_trained=bool(lc.get("pre_trained", True)),
             seed=int(lc.get("seed", 1)),
             max_pixels=int(config.get("max_image_pixels", media.DEFAULT_MAX_PIXELS)),
@@ -71,6 +78,9 @@ def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dic
             "failed": [[n, r] for n, r in result.failed],
             "dim": int(x.shape[1]) if x.ndim == 2 else 0,
         }
+        if trained_ckpt:  # the artifact's path is scratch: name the run's copy of the model instead
+            meta["source"] = f"trained in this run: {train_meta.get('checkpoint') or trained_ckpt}"
+            meta["training"] = {k: v for k, v in train_meta.items() if k not in ("failed", "format")}
     meta["root"] = files.root
     embeddings_io.write_embeddings(embeddings_out, names, x, meta)
     log.info("embedded %d sample(s), dimension %d (%s)", len(names), meta["dim"], meta["source"])
@@ -78,10 +88,10 @@ def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dic
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.phases.embed --clean-in PATH --embeddings-out PATH --config JSON``."""
-    a = _entry.parse(argv, __doc__ or "", ["clean_in"], ["embeddings_out"])
+    """``python -m kurate.phases.embed --clean-in P [--model-in P] --embeddings-out P --config JSON``."""
+    a = _entry.parse(argv, __doc__ or "", ["clean_in"], ["embeddings_out"], optional_inputs=["model_in"])
     cfg = _entry.load_json_arg(a.config)
-    return _entry.run_main(lambda: run_embed(a.clean_in, a.embeddings_out, cfg))
+    return _entry.run_main(lambda: run_embed(a.clean_in, a.embeddings_out, cfg, a.model_in or ""))
 
 
 if __name__ == "__main__":
