@@ -96,7 +96,9 @@ def test_token_never_reaches_a_task(tmp_path):
 
 def test_train_task_gets_only_enable_training_when_off(tmp_path):
     a = make_plan(_cfg(tmp_path, "run_directory=r"))
-    b = make_plan(_cfg(tmp_path, "run_directory=r", "lightly.trainer.max_epochs=5", "lightly.optimizer.lr=0.1"))
+    b = make_plan(
+        _cfg(tmp_path, "run_directory=r", "lightly.trainer.max_epochs=5", "lightly.optimizer.lr=0.1")
+    )
     assert a.task_configs["train"] == b.task_configs["train"] == {"enable_training": False}
     assert set(a.task_configs) == set(TASKS)
 

@@ -1,0 +1,67 @@
+"""End to end: `kurate ... enable_training=True lightly.trainer.max_epochs=2` through the real console
+script trains, embeds with the trained model and selects; its checkpoint_latest.ckpt then reproduces the
+same embeddings through `checkpoint=` in a run without training."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from tests.e2e.test_cli import FAST, run_kurate
+from tests.helpers import make_image_folder
+
+SMALL = [*FAST, "lightly.model.name=resnet-9", "lightly.model.width=0.125", "lightly.loader.batch_size=4"]
+
+
+def test_kurate_trains_embeds_with_the_trained_model_and_selects(tmp_path):
+    data = make_image_folder(tmp_path / "photos", n=12, n_dup=1)
+    out = tmp_path / "out"
+    proc = run_kurate(
+        f"input_dir={data.root}",
+        f"output_dir={out}",
+        "run_directory=trained",
+        "stopping_condition.n_samples=4",
+        "enable_training=True",
+        "lightly.trainer.max_epochs=2",
+        "lightly.optimizer.lr=0.5",
+        *SMALL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = out / "trained"
+    log = proc.stdout + proc.stderr  # kfp.local relays the tasks' output
+    assert "epoch 2/2: loss" in log and "img/s=" in log
+    latest = run_dir / "checkpoint_latest.ckpt"
+    assert latest.is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    ckpt = torch.load(latest, weights_only=True)
+    assert ckpt["kurate"]["epochs"] == 2 and any(k.startswith("model.backbone.") for k in ckpt["state_dict"])
+
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["counts"]["selected"] == 4 and report["counts"]["embedded"] == len(data.images)
+    emb = report["embedding"]
+    assert emb["source"] == f"trained in this run: {latest}"
+    assert emb["training"]["epochs"] == 2 and emb["training"]["resumed_from_epoch"] == 0
+    assert len((run_dir / "filenames" / "sampled_filenames.txt").read_text().splitlines()) == 4
+
+    # the saved model loads back through checkpoint= (no training): the very same embeddings
+    again = run_kurate(
+        f"input_dir={data.root}",
+        f"output_dir={out}",
+        "run_directory=reloaded",
+        "stopping_condition.n_samples=4",
+        f"checkpoint={latest}",
+        *SMALL,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    reloaded = out / "reloaded"
+    assert not (reloaded / "checkpoint_latest.ckpt").exists()
+    assert (
+        json.loads((reloaded / "report.json").read_text())["embedding"]["source"]
+        == f"lightly checkpoint {latest}"
+    )
+    assert (reloaded / "data" / "embeddings.csv").read_bytes() == (
+        run_dir / "data" / "embeddings.csv"
+    ).read_bytes()
+    assert (reloaded / "filenames" / "sampled_filenames.txt").read_text() == (
+        run_dir / "filenames" / "sampled_filenames.txt"
+    ).read_text()
