@@ -18,7 +18,8 @@ Differences from lightly's CLI, on purpose:
 * Lightning 1 keys are mapped (``trainer.gpus``, ``precision: 16``), multi-GPU is refused, no
   ``lightning_logs/`` is written to the working directory, and nothing is ever downloaded.
 
-Importing this module has no side effects; lightly and Lightning are imported when training starts.
+Importing this module imports torch and Lightning (the train phase imports it only when training is
+enabled) and has no side effects; lightly is imported when training starts.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 
 from kurate import embedding, filelist, media, storage
 from kurate.config.load import ACCELERATORS, PRECISIONS_GPU_ONLY, normalise_precision, single_device_count
@@ -233,7 +238,7 @@ class _EpochSampler(torch.utils.data.Sampler):
 
 
 class _ViewsDataset(torch.utils.data.Dataset):
-    """Items ``(view0, view1, name, "")`` or, for an image that cannot be decoded, ``(None, None, name, reason)``.
+    """Items ``(view0, view1, name, "")``; for an image that cannot be decoded ``(None, None, name, reason)``.
 
     Indexed by ``(index, epoch)`` (see :class:`_EpochSampler`); the two random views are drawn with the
     global RNGs seeded from ``(seed, epoch, index)`` and restored afterwards.
@@ -296,161 +301,146 @@ def build_transform(collate: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------- Lightning pieces
 
 
-def _lightning() -> Any:
-    import pytorch_lightning as pl
+class SimCLRModule(pl.LightningModule):
+    """lightly-ssl-train's ``SelfSupervisedEmbedding``: ``model`` + NT-Xent + SGD (same state keys)."""
 
-    return pl
+    def __init__(self, model: embedding.LightlyCLIModel, s: TrainSettings, fingerprint: str) -> None:
+        from lightly.loss import NTXentLoss
 
+        super().__init__()
+        self.model = model
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # an int memory_bank_size, as lightly's CLI
+            self.criterion = NTXentLoss(temperature=s.temperature, memory_bank_size=s.memory_bank_size)
+        self.settings = s
+        self.fingerprint = fingerprint
+        self.failed: dict[str, str] = {}
 
-def _make_module_class() -> type:
-    """The LightningModule class (built lazily so importing this module does not import Lightning)."""
-    pl = _lightning()
-    from lightly.loss import NTXentLoss
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        """NT-Xent of the two views' projections; a batch of undecodable images is skipped."""
+        x0, x1, failed = batch
+        self.failed.update(failed)
+        if x0 is None:
+            return None  # every image of the batch failed to decode: skip the step
+        # Two passes, as lightly's _SimCLR.forward(x0, x1): batch-norm statistics per view.
+        loss = self.criterion(self.model(x0), self.model(x1))
+        self.log("loss", loss, prog_bar=True, batch_size=int(x0.shape[0]))
+        return loss
 
-    class SimCLRModule(pl.LightningModule):
-        """lightly-ssl-train's ``SelfSupervisedEmbedding``: ``model`` + NT-Xent + SGD (same state keys)."""
+    def configure_optimizers(self) -> Any:
+        """SGD with ``lr`` and ``weight_decay``, as lightly's CLI."""
+        return torch.optim.SGD(
+            self.model.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay
+        )
 
-        def __init__(self, model: embedding.LightlyCLIModel, s: TrainSettings, fingerprint: str) -> None:
-            super().__init__()
-            self.model = model
-            with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", DeprecationWarning
-                )  # int memory_bank_size (lightly's CLI key)
-                self.criterion = NTXentLoss(temperature=s.temperature, memory_bank_size=s.memory_bank_size)
-            self.settings = s
-            self.fingerprint = fingerprint
-            self.failed: dict[str, str] = {}
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record what the checkpoint can be resumed with (settings fingerprint) and skipped files."""
+        checkpoint["kurate"] = {
+            "format": embedding.CHECKPOINT_FORMAT,
+            "model": dict(self.settings.model),
+            "fingerprint": self.fingerprint,
+            "failed": dict(self.failed),
+        }
 
-        def training_step(self, batch: Any, batch_idx: int) -> Any:
-            x0, x1, failed = batch
-            self.failed.update(failed)
-            if x0 is None:
-                return None  # every image of the batch failed to decode: skip the step
-            # Two passes, as lightly's _SimCLR.forward(x0, x1): batch-norm statistics per view.
-            loss = self.criterion(self.model(x0), self.model(x1))
-            self.log("loss", loss, prog_bar=True, batch_size=int(x0.shape[0]))
-            self.last_images = int(x0.shape[0])
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(
-                self.model.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay
-            )
-
-        def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-            checkpoint["kurate"] = {
-                "format": embedding.CHECKPOINT_FORMAT,
-                "model": dict(self.settings.model),
-                "fingerprint": self.fingerprint,
-                "failed": dict(self.failed),
-            }
-
-        def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-            k = checkpoint.get("kurate") or {}
-            self.failed.update(k.get("failed") or {})
-
-    return SimCLRModule
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Carry the interrupted run's skipped files over."""
+        self.failed.update((checkpoint.get("kurate") or {}).get("failed") or {})
 
 
-def _make_callbacks(epochs: list[dict[str, Any]], max_epochs: int) -> tuple[Any, Any]:
-    """A progress bar showing loss and images/s, and a callback recording per-epoch figures."""
-    pl = _lightning()
-    from pytorch_lightning.callbacks import TQDMProgressBar
+class _Throughput(pl.Callback):
+    """Per-epoch images, time, images/s and mean loss (logged, kept in ``epochs``, shown live in the bar)."""
 
-    class Throughput(pl.Callback):
-        """Per-epoch images, time, images/s and mean loss (also shown live in the bar)."""
+    def __init__(self, max_epochs: int) -> None:
+        self.max_epochs = max_epochs
+        self.epochs: list[dict[str, Any]] = []
+        self.t0 = 0.0
+        self.images = 0
+        self.loss_sum = 0.0
 
-        def __init__(self) -> None:
-            self.t0 = 0.0
-            self.images = 0
-            self.loss_sum = 0.0
+    def rate(self) -> float:
+        dt = time.perf_counter() - self.t0
+        return self.images / dt if dt > 0 else 0.0
 
-        def rate(self) -> float:
-            dt = time.perf_counter() - self.t0
-            return self.images / dt if dt > 0 else 0.0
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.t0, self.images, self.loss_sum = time.perf_counter(), 0, 0.0
 
-        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            self.t0, self.images, self.loss_sum = time.perf_counter(), 0, 0.0
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if batch[0] is None:
+            return
+        n = int(batch[0].shape[0])
+        self.images += n
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.loss_sum += float(loss.detach()) * n
 
-        def on_train_batch_end(
-            self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, idx: int
-        ) -> None:
-            if batch[0] is None:
-                return
-            n = int(batch[0].shape[0])
-            self.images += n
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            if loss is not None:
-                self.loss_sum += float(loss.detach()) * n
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            seconds = time.perf_counter() - self.t0
-            rec = {
-                "epoch": int(trainer.current_epoch),
-                "images": self.images,
-                "seconds": seconds,
-                "images_per_second": self.images / seconds if seconds > 0 else 0.0,
-                "loss": self.loss_sum / self.images if self.images else float("nan"),
-            }
-            epochs.append(rec)
-            logger.info(
-                "epoch %d/%d: loss %.4f, %.1f images/s (%d images in %.1f s)",
-                rec["epoch"] + 1,
-                max_epochs,
-                rec["loss"],
-                rec["images_per_second"],
-                rec["images"],
-                seconds,
-            )
-
-    throughput = Throughput()
-
-    class Bar(TQDMProgressBar):
-        """Lightning's bar with the running images/s and without the logger version number."""
-
-        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
-            items = super().get_metrics(trainer, pl_module)
-            items.pop("v_num", None)
-            items["img/s"] = f"{throughput.rate():.1f}"
-            return items
-
-        def init_train_tqdm(self) -> Any:
-            from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
-
-            return Tqdm(  # Lightning's bar, on stderr like the embed phase's (stdout stays for results)
-                desc=self.train_description,
-                position=(2 * self.process_position),
-                disable=self.is_disabled,
-                leave=True,
-                dynamic_ncols=True,
-                file=sys.stderr,
-                smoothing=0,
-                bar_format=self.BAR_FORMAT,
-            )
-
-    return throughput, Bar()
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        seconds = time.perf_counter() - self.t0
+        rec = {
+            "epoch": int(trainer.current_epoch),
+            "images": self.images,
+            "seconds": seconds,
+            "images_per_second": self.images / seconds if seconds > 0 else 0.0,
+            "loss": self.loss_sum / self.images if self.images else float("nan"),
+        }
+        self.epochs.append(rec)
+        logger.info(
+            "epoch %d/%d: loss %.4f, %.1f images/s (%d images in %.1f s)",
+            rec["epoch"] + 1,
+            self.max_epochs,
+            rec["loss"],
+            rec["images_per_second"],
+            rec["images"],
+            seconds,
+        )
 
 
-def _make_checkpoint_io(mirror_dir: str = "") -> Any:
-    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+class _Bar(TQDMProgressBar):
+    """Lightning's bar, on stderr like the embed phase's, with the running images/s and no logger version."""
 
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        """Epoch checkpoints, written atomically (a kill never leaves half a file).
+    def __init__(self, throughput: _Throughput) -> None:
+        super().__init__()
+        self.throughput = throughput
 
-        Copied to ``mirror_dir`` (a bucket) when set; read back with ``weights_only=True``.
-        """
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        items["img/s"] = f"{self.throughput.rate():.1f}"
+        return items
 
-        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-            with storage.atomic_writer(str(path), "wb") as fh:
-                torch.save(checkpoint, fh)
-            if mirror_dir and os.path.basename(str(path)) == LAST_CKPT:
-                storage.write_bytes(storage.join(mirror_dir, LAST_CKPT), storage.read_bytes(str(path)))
+    def init_train_tqdm(self) -> Any:
+        return Tqdm(
+            desc=self.train_description,
+            position=(2 * self.process_position),
+            disable=self.is_disabled,
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            smoothing=0,
+            bar_format=self.BAR_FORMAT,
+        )
 
-        def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> Any:
-            return torch.load(str(path), map_location="cpu", weights_only=True)
 
-    return AtomicCheckpointIO()
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Epoch checkpoints, written atomically (a kill never leaves half a file).
+
+    Copied to ``mirror_dir`` (a bucket) when set; read back with ``weights_only=True`` (the folder is
+    user-writable).
+    """
+
+    def __init__(self, mirror_dir: str = "") -> None:
+        super().__init__()
+        self.mirror_dir = mirror_dir
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        with storage.atomic_writer(str(path), "wb") as fh:
+            torch.save(checkpoint, fh)
+        if self.mirror_dir and os.path.basename(str(path)) == LAST_CKPT:
+            storage.write_bytes(storage.join(self.mirror_dir, LAST_CKPT), storage.read_bytes(str(path)))
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> Any:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 # --------------------------------------------------------------------------- resume
@@ -560,9 +550,6 @@ def train(
 
     Without ``checkpoint_dir`` a scratch folder is used (no resume).
     """
-    pl = _lightning()
-    from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary
-
     s = settings
     if len(files.names) < 2:
         raise KurateError(f"training needs at least 2 images, got {len(files.names)}")
@@ -586,7 +573,7 @@ def train(
         if resumable is not None:
             source = f"resumed from {last} (epoch {start_epoch} of {s.max_epochs})"
             logger.info("resuming training from %s: %d epoch(s) done", last, start_epoch)
-        module = _make_module_class()(model, s, fingerprint)
+        module = SimCLRModule(model, s, fingerprint)
         workers = embedding.resolve_num_workers(s.num_workers)
         loader = torch.utils.data.DataLoader(
             _ViewsDataset(files, build_transform(s.collate), s.max_pixels, s.seed),
@@ -597,8 +584,8 @@ def train(
             collate_fn=_collate,
             pin_memory=trainer_kwargs["accelerator"] == "gpu",
         )
-        epochs: list[dict[str, Any]] = []
-        throughput, bar = _make_callbacks(epochs, s.max_epochs)
+        throughput = _Throughput(s.max_epochs)
+        bar = _Bar(throughput)
         ckpt_cb = ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="lightly_epoch_{epoch:d}",
@@ -629,7 +616,7 @@ def train(
                 enable_model_summary=s.enable_model_summary,
                 enable_progress_bar=progress,
                 num_sanity_val_steps=0,
-                plugins=[_make_checkpoint_io(checkpoint_dir if mirrored else "")],
+                plugins=[_AtomicCheckpointIO(checkpoint_dir if mirrored else "")],
                 **trainer_kwargs,
             )
             trainer.fit(module, train_dataloaders=loader, ckpt_path=last if resumable is not None else None)
@@ -645,7 +632,7 @@ def train(
         start_source=source,
         start_epoch=start_epoch,
         max_epochs=s.max_epochs,
-        epochs=epochs,
+        epochs=throughput.epochs,
         failed=failed,
         device=str(trainer_kwargs["accelerator"]),
         precision=str(trainer_kwargs["precision"]),

@@ -17,11 +17,25 @@ from kurate.filelist import FileList
 from tests.helpers import make_structure_folder
 
 MODEL = {"name": "resnet-9", "width": 0.125, "num_ftrs": 16, "out_dim": 32}
-EPOCHS = 60
-#: Measured on this project's CI machine (2 cores): kNN accuracy +0.21 to +0.32 and silhouette +0.11 to
-#: +0.15 for seeds 1-3 (see the closing note); the thresholds leave room for other CPUs' rounding.
-MIN_KNN_GAIN = 0.15
-MIN_SILHOUETTE_GAIN = 0.05
+EPOCHS = 80  # 400 SGD steps of 32 image pairs
+#: Measured on the development machine (1 thread), seeds 1-4: kNN accuracy 0.475/0.412/0.406/0.325 ->
+#: 0.781/0.787/0.800/0.750, silhouette about -0.03 -> 0.20-0.25 (seeds 5-8: kNN +0.44 to +0.61). The
+#: epoch at which training leaves the initial loss plateau moves with floating-point rounding (threads,
+#: CPU), so the thresholds keep a wide margin below what was measured.
+MIN_KNN_GAIN = 0.2
+MIN_SILHOUETTE_GAIN = 0.1
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the same arithmetic on every machine with 2+ cores, and no spin-waiting
+    when the test shares its cores with other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +117,7 @@ def test_knn_metric_is_sound():
 def test_training_separates_structure_groups_better_than_random_init(groups, tmp_path):
     files, y = groups
     m = measure(files, y, seed=1, tmp_path=tmp_path)
-    assert m["loss_last"] < m["loss_first"] - 0.2  # it learned (NT-Xent at chance is log(63) = 4.14)
+    assert m["loss_last"] < m["loss_first"] - 0.5  # it learned (NT-Xent at chance is log(63) = 4.14)
     assert m["knn_after"] >= m["knn_before"] + MIN_KNN_GAIN, m
     assert m["sil_after"] >= m["sil_before"] + MIN_SILHOUETTE_GAIN, m
 
