@@ -12,7 +12,7 @@ Differences from lightly's CLI, on purpose:
 * images are decoded by :mod:`kurate.media` from the check phase's clean list (any folder depth, buckets
   later); an image that fails to decode is skipped and reported, never fatal;
 * epoch checkpoints live in a stable folder (the run's ``checkpoints/``), written atomically; a rerun
-  resumes from ``last.ckpt``. Batch order and augmentations are a function of ``(seed, epoch, image)``
+  resumes from ``last.ckpt``. Batch order and augmentations are a function of ``(seed, epoch, batch)``
   only, so a resumed run ends with the same weights as an uninterrupted one (on the CPU; GPU kernels
   may differ in the last bits), whatever the loader's worker count;
 * Lightning 1 keys are mapped (``trainer.gpus``, ``precision: 16``), multi-GPU is refused, no
@@ -213,9 +213,10 @@ def _seed_of(*parts: int) -> int:
 class _EpochSampler(torch.utils.data.Sampler):
     """Yields ``(index, epoch)``; the order is a pure function of ``(seed, epoch)``.
 
-    With :class:`_ViewsDataset` seeding each item's augmentation from ``(seed, epoch, index)``, an epoch's
-    batches do not depend on what ran before: a resumed run trains on exactly the batches the
-    interrupted one would have, whatever the loader's worker count. Lightning calls :meth:`set_epoch`.
+    With :class:`_ViewsDataset` seeding each batch's augmentations from ``(seed, epoch, its first
+    image)``, an epoch's batches do not depend on what ran before: a resumed run trains on exactly the
+    batches the interrupted one would have, whatever the loader's worker count. Lightning calls
+    :meth:`set_epoch`.
     """
 
     def __init__(self, n: int, seed: int, shuffle: bool) -> None:
@@ -240,8 +241,9 @@ class _EpochSampler(torch.utils.data.Sampler):
 class _ViewsDataset(torch.utils.data.Dataset):
     """Items ``(view0, view1, name, "")``; for an image that cannot be decoded ``(None, None, name, reason)``.
 
-    Indexed by ``(index, epoch)`` (see :class:`_EpochSampler`); the two random views are drawn with the
-    global RNGs seeded from ``(seed, epoch, index)`` and restored afterwards.
+    Indexed by ``(index, epoch)`` (see :class:`_EpochSampler`) and fetched a batch at a time
+    (``__getitems__``, one worker per batch): the batch's random views are drawn with the global RNGs
+    seeded from ``(seed, epoch, first index of the batch)``, and the RNGs are restored afterwards.
     """
 
     def __init__(self, files: filelist.FileList, transform: Any, max_pixels: int, seed: int) -> None:
@@ -255,7 +257,22 @@ class _ViewsDataset(torch.utils.data.Dataset):
         return len(self.names)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[Any, Any, str, str]:
-        index, epoch = key
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[tuple[Any, Any, str, str]]:
+        seed = _seed_of(self.seed, keys[0][1], keys[0][0])
+        np_state, py_state = np.random.get_state(), random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed also queues CUDA seeding
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            try:
+                return [self._views(index) for index, _ in keys]
+            finally:
+                np.random.set_state(np_state)
+                random.setstate(py_state)
+
+    def _views(self, index: int) -> tuple[Any, Any, str, str]:
         name = self.names[index]
         try:
             img = media.load_image(filelist.sample_uri(self.root, name), name, self.max_pixels)
@@ -263,17 +280,7 @@ class _ViewsDataset(torch.utils.data.Dataset):
             return None, None, name, exc.reason
         except OSError as exc:
             return None, None, name, f"cannot read file: {exc.strerror or exc}"
-        seed = _seed_of(self.seed, epoch, index)
-        np_state, py_state = np.random.get_state(), random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            np.random.seed(seed % 2**32)
-            random.seed(seed)
-            try:
-                v0, v1 = self.transform(img)  # torchvision draws from torch, lightly's blur from numpy
-            finally:
-                np.random.set_state(np_state)
-                random.setstate(py_state)
+        v0, v1 = self.transform(img)  # torchvision draws from torch's RNG, lightly's blur from numpy's
         return v0, v1, name, ""
 
 
@@ -464,23 +471,32 @@ def _read_resumable(path: str, fingerprint: str) -> dict[str, Any] | None:
     return ckpt
 
 
-def _clear_checkpoints(directory: str) -> None:
-    """Remove our previous checkpoint files (only ours: the folder may be the user's ``dirpath``)."""
+def _ours(name: str) -> bool:
+    return name == LAST_CKPT or bool(EPOCH_CKPT_RE.match(name))
+
+
+def _clear_checkpoints(directory: str, stale_only: bool = False) -> None:
+    """Remove our previous checkpoint files, or only the temp files a killed write left behind.
+
+    Only ours: the folder may be the user's ``dirpath``.
+    """
     if not os.path.isdir(directory):
         return
     for name in os.listdir(directory):
-        if name == LAST_CKPT or EPOCH_CKPT_RE.match(name):
-            os.unlink(os.path.join(directory, name))
+        tmp = name.startswith(".tmp-") and _ours(name.rsplit("-", 1)[-1])
+        if tmp or (not stale_only and _ours(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
 
 
 @contextlib.contextmanager
-def _local_checkpoint_dir(checkpoint_dir: str) -> Iterator[tuple[str, bool]]:
+def _local_checkpoint_dir(checkpoint_dir: str, mirror: bool) -> Iterator[tuple[str, bool]]:
     """A local folder for Lightning's epoch checkpoints: ``(folder, mirrored)``.
 
-    ``checkpoint_dir`` itself when local; for a bucket URI a scratch folder, seeded from and mirrored
-    back to the bucket.
+    ``checkpoint_dir`` itself, or with ``mirror`` (a bucket URI) a scratch folder seeded from
+    ``checkpoint_dir/last.ckpt`` and mirrored back to it through :mod:`kurate.storage`.
     """
-    if checkpoint_dir and not storage.is_remote(checkpoint_dir):
+    if checkpoint_dir and not mirror:
         os.makedirs(checkpoint_dir, exist_ok=True)
         yield checkpoint_dir, False
         return
@@ -545,10 +561,13 @@ def train(
     *,
     progress: bool = True,
     cuda_available: bool | None = None,
+    mirror: bool | None = None,
 ) -> TrainResult:
     """Train on ``files``; epoch checkpoints go to ``checkpoint_dir`` (resumed from when it holds one).
 
-    Without ``checkpoint_dir`` a scratch folder is used (no resume).
+    Without ``checkpoint_dir`` a scratch folder is used (no resume). ``mirror`` (default: when
+    ``checkpoint_dir`` is a bucket URI): Lightning writes to a local scratch folder and ``last.ckpt`` is
+    copied to ``checkpoint_dir`` after every epoch, so a task on another machine can resume.
     """
     s = settings
     if len(files.names) < 2:
@@ -559,20 +578,22 @@ def train(
     fingerprint = s.fingerprint(files)
     t_start = time.perf_counter()
 
-    with _local_checkpoint_dir(checkpoint_dir) as (ckpt_dir, mirrored):
+    if mirror is None:
+        mirror = storage.is_remote(checkpoint_dir)
+    with _local_checkpoint_dir(checkpoint_dir, mirror) as (ckpt_dir, mirrored):
         last = os.path.join(ckpt_dir, LAST_CKPT)
         resumable = _read_resumable(last, fingerprint)
-        if resumable is None:
-            _clear_checkpoints(ckpt_dir)
+        _clear_checkpoints(ckpt_dir, stale_only=resumable is not None)
         start_epoch = int(resumable["epoch"]) + 1 if resumable is not None else 0
 
-        from lightning_fabric.utilities.seed import seed_everything
-
-        seed_everything(s.seed, workers=True, verbose=False)
-        model, source = _start_model(s)
-        if resumable is not None:
+        # No global seeding: the initialisation, the batch order and every augmentation are drawn from
+        # generators seeded by ``seed`` (and epoch and image), which is what makes resuming exact.
+        if resumable is not None:  # the weights come from last.ckpt
+            model = embedding._seeded_model(s.model, s.seed)
             source = f"resumed from {last} (epoch {start_epoch} of {s.max_epochs})"
             logger.info("resuming training from %s: %d epoch(s) done", last, start_epoch)
+        else:
+            model, source = _start_model(s)
         module = SimCLRModule(model, s, fingerprint)
         workers = embedding.resolve_num_workers(s.num_workers)
         loader = torch.utils.data.DataLoader(

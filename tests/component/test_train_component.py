@@ -52,7 +52,7 @@ def _one(root: Path, pattern: str) -> str:
     return str(found[0])
 
 
-@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("enabled", [pytest.param(True, marks=pytest.mark.slow), False])  # True: see e2e
 def test_train_feeds_embed(clean, kfp_root, tmp_path, enabled):
     path, names = clean
     train_cfg = {"enable_training": False}

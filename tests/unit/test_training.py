@@ -268,9 +268,10 @@ def _train_cmd(clean: str, out: str, cfg: dict) -> list[str]:
     ]  # fmt: skip
 
 
-def test_killed_training_resumes_from_the_last_epoch(tmp_path, tiny):
+def test_killed_training_resumes_from_the_last_epoch(tmp_path, tiny, caplog):
     """kill -9 after an epoch checkpoint; the rerun resumes from it, trains only the remaining epochs and
-    ends with exactly the weights of an uninterrupted run (the RNG state is part of the checkpoint)."""
+    ends with exactly the weights of an uninterrupted run (batches and augmentations depend only on the seed,
+    the epoch and the image)."""
     files, clean = tiny
     epochs = 8
     ck = tmp_path / "checkpoints"
@@ -291,12 +292,14 @@ def test_killed_training_resumes_from_the_last_epoch(tmp_path, tiny):
     assert 1 <= done < epochs
     assert not (tmp_path / "m1" / "meta.json").exists()
 
-    rerun = subprocess.run(_train_cmd(clean, str(tmp_path / "m1"), cfg), capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"resuming training from {ck / 'last.ckpt'}" in rerun.stderr
-    ckpt, meta = model_io.read(str(tmp_path / "m1"))
+    caplog.set_level(logging.INFO, logger="kurate.training")
+    meta = run_train(clean, str(tmp_path / "m1"), cfg)  # the rerun (same task keys, same folder)
+    assert f"resuming training from {ck / 'last.ckpt'}" in caplog.text
+    ckpt, _ = model_io.read(str(tmp_path / "m1"))
     assert meta["resumed_from_epoch"] >= done and meta["epochs"] == epochs
     assert meta["epochs_this_run"] == epochs - meta["resumed_from_epoch"] < epochs
+    assert meta["started_from"].startswith("resumed from")
+    assert not [p.name for p in ck.iterdir() if p.name.startswith(".tmp-")]  # a killed write's leftovers
 
     # the same training without interruption, in this process: identical weights
     straight = training.train(
@@ -328,3 +331,17 @@ def test_checkpoint_from_other_settings_is_not_resumed(tmp_path, tiny, caplog):
         fh.truncate(100)
     r4 = training.train(files, s3, ck, progress=False)
     assert r4.start_epoch == 0 and len(r4.epochs) == 2
+
+
+def test_mirrored_checkpoint_folder_resumes_through_storage(tmp_path, tiny):
+    """For bucket checkpoint folders Lightning writes locally and last.ckpt is copied through kurate.storage
+    after each epoch; a later task (fresh scratch folder) resumes from the copy."""
+    files, _ = tiny
+    remote = str(tmp_path / "bucket" / "checkpoints")  # a local stand-in for the bucket URI
+    s1 = training.TrainSettings.from_config(train_config(lightly={"trainer": {"max_epochs": 1}}))
+    r1 = training.train(files, s1, remote, progress=False, mirror=True)
+    assert os.listdir(remote) == ["last.ckpt"] and r1.start_epoch == 0
+    s2 = training.TrainSettings.from_config(train_config(lightly={"trainer": {"max_epochs": 2}}))
+    r2 = training.train(files, s2, remote, progress=False, mirror=True)
+    assert r2.start_epoch == 1 and len(r2.epochs) == 1
+    assert torch.load(os.path.join(remote, "last.ckpt"), weights_only=True)["epoch"] == 1

@@ -19,9 +19,9 @@ from tests.helpers import make_structure_folder
 MODEL = {"name": "resnet-9", "width": 0.125, "num_ftrs": 16, "out_dim": 32}
 EPOCHS = 80  # 400 SGD steps of 32 image pairs
 #: Measured on the development machine (1 thread), seeds 1-4: kNN accuracy 0.475/0.412/0.406/0.325 ->
-#: 0.781/0.787/0.800/0.750, silhouette about -0.03 -> 0.20-0.25 (seeds 5-8: kNN +0.44 to +0.61). The
-#: epoch at which training leaves the initial loss plateau moves with floating-point rounding (threads,
-#: CPU), so the thresholds keep a wide margin below what was measured.
+#: 0.925/0.900/0.844/0.850, silhouette -0.01/-0.03/-0.04/-0.05 -> 0.33/0.24/0.31/0.22. The epoch at which
+#: training leaves the initial loss plateau moves with floating-point rounding (threads, CPU), so the
+#: thresholds keep a wide margin below what was measured.
 MIN_KNN_GAIN = 0.2
 MIN_SILHOUETTE_GAIN = 0.1
 
