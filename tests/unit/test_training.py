@@ -180,6 +180,7 @@ def test_train_save_checkpoint_round_trip(tmp_path, tiny, capsys):
     assert n1 == n2 == files.names
     np.testing.assert_array_equal(x1, x2)
     assert m1["source"] == f"trained in this run: {latest}" and m1["training"]["epochs"] == 2
+    assert m1["training"]["failed"] == 0
     assert m2["source"] == f"lightly checkpoint {latest}"
     # and not the embeddings of the untrained model
     x0 = embedding.embed_files(

@@ -81,6 +81,7 @@ def run_embed(
         if trained_ckpt:  # the artifact's path is scratch: name the run's copy of the model instead
             meta["source"] = f"trained in this run: {train_meta.get('checkpoint') or trained_ckpt}"
             meta["training"] = {k: v for k, v in train_meta.items() if k not in ("failed", "format")}
+            meta["training"]["failed"] = len(train_meta.get("failed") or [])
     meta["root"] = files.root
     embeddings_io.write_embeddings(embeddings_out, names, x, meta)
     log.info("embedded %d sample(s), dimension %d (%s)", len(names), meta["dim"], meta["source"])
