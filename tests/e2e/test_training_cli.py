@@ -65,3 +65,45 @@ def test_kurate_trains_embeds_with_the_trained_model_and_selects(tmp_path):
     assert (reloaded / "filenames" / "sampled_filenames.txt").read_text() == (
         run_dir / "filenames" / "sampled_filenames.txt"
     ).read_text()
+
+
+def test_killed_training_is_resumed_by_rerunning_kurate(tmp_path):
+    """kill -9 while the train task runs; the same command resumes training from <run>/checkpoints/last.ckpt
+    (kfp.local's scratch differs per run; the run folder does not) and finishes the run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.e2e.test_cli import KURATE
+
+    data = make_image_folder(tmp_path / "photos", n=12, n_dup=0, corrupt=False)
+    epochs = 12
+    args = [
+        f"input_dir={data.root}",
+        f"output_dir={tmp_path / 'out'}",
+        "run_directory=r",
+        "stopping_condition.n_samples=3",
+        "enable_training=True",
+        f"lightly.trainer.max_epochs={epochs}",
+        *SMALL,
+    ]
+    proc = subprocess.Popen(
+        [KURATE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    last = tmp_path / "out" / "r" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = torch.load(last, weights_only=True)["epoch"] + 1
+    assert 1 <= done < epochs and not (tmp_path / "out" / "r" / "report.json").exists()
+
+    again = run_kurate(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    training = json.loads((tmp_path / "out" / "r" / "report.json").read_text())["embedding"]["training"]
+    assert training["resumed_from_epoch"] >= done and training["epochs"] == epochs
+    assert training["epochs_this_run"] == epochs - training["resumed_from_epoch"] < epochs
+    assert "resuming training from" in again.stdout + again.stderr
