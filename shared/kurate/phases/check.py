@@ -9,10 +9,12 @@ from typing import Any
 
 from kurate import filelist, quality
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.check")
 
 
+@timed("check", "clean_out", "corrupt_out", "duplicates_out")
 def run_check(
     files_in: str, clean_out: str, corrupt_out: str, duplicates_out: str, config: dict[str, Any]
 ) -> dict:

@@ -6,6 +6,7 @@ filenames; the Lightly CSVs are written by export.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -13,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from kurate import embeddings_io, filelist, media
+from kurate import embeddings_io, filelist, media, storage
 from kurate.errors import KurateError
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.embed")
 
@@ -33,6 +35,7 @@ def _from_precomputed(files: filelist.FileList, csv_uri: str) -> tuple[list[str]
     return list(files.names), np.ascontiguousarray(x[rows], dtype=np.float32), meta
 
 
+@timed("embed", "embeddings_out")
 def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dict[str, Any]:
     """Phase function: embed every sample of the clean list into ``embeddings_out``."""
     files = filelist.read(clean_in)
@@ -71,6 +74,11 @@ def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dic
             "failed": [[n, r] for n, r in result.failed],
             "dim": int(x.shape[1]) if x.ndim == 2 else 0,
         }
+        if config.get("checkpoint"):  # provenance for the report: exactly which weights embedded this
+            meta["checkpoint"] = str(config["checkpoint"])
+            meta["checkpoint_sha256"] = hashlib.sha256(
+                storage.read_bytes(str(config["checkpoint"]))
+            ).hexdigest()
     meta["root"] = files.root
     embeddings_io.write_embeddings(embeddings_out, names, x, meta)
     log.info("embedded %d sample(s), dimension %d (%s)", len(names), meta["dim"], meta["source"])

@@ -15,6 +15,7 @@ from typing import Any
 from kurate import filelist, media, storage
 from kurate.errors import ConfigError, KurateError
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.ingest")
 
@@ -91,6 +92,7 @@ def list_input(input_dir: str, relevant_filenames_file: str = "") -> filelist.Fi
     return filelist.FileList(root=input_dir, names=names, extra=extra)
 
 
+@timed("ingest", "files_out")
 def run_ingest(files_out: str, config: dict[str, Any]) -> dict[str, Any]:
     """Phase function: list the input and write the file-list artifact to ``files_out``."""
     input_dir = config.get("input_dir") or (config.get("datasource") or {}).get("dataset_id") or ""

@@ -11,10 +11,12 @@ from kurate import embeddings_io, filelist
 from kurate import select as selection
 from kurate.errors import ConfigError, SelectionError
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.select")
 
 
+@timed("select", "selection_out")
 def run_select(
     embeddings_in: str, files_in: str, selection_out: str, config: dict[str, Any]
 ) -> dict[str, Any]:
