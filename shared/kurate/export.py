@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from kurate import __version__, embeddings_io, filelist, media, storage
+from kurate import __version__, embeddings_io, filelist, media, storage, timing
+from kurate import report as run_report
 from kurate.errors import CorruptFileError, KurateError
 from kurate.select import normalize
 
@@ -50,6 +51,7 @@ class RunInputs:
     emb_names: list[str]
     embeddings: np.ndarray
     emb_meta: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)  # phase → times (kurate.timing)
 
 
 def is_complete(run_dir: str) -> bool:
@@ -135,7 +137,7 @@ def dump_samples(
 
 
 def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[str, Any]:
-    """Write every output of the run to ``run_dir`` and return the report data."""
+    """Write every output of the run to ``run_dir`` (the report last) and return the report data."""
     t0 = time.time()
     if is_complete(run_dir):
         raise KurateError(f"{run_dir} already holds a complete run; choose another run_directory")
@@ -220,10 +222,12 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         },
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
         "warnings": list(sel_extra.get("warnings", [])) + [f"could not dump {n}" for n in dump_failed],
-        "phase_durations_s": dict(config.get("phase_durations_s") or {}),
+        "phase_durations_s": {k: v.get("duration_s") for k, v in inputs.phases.items()},
         "worker_id": config.get("worker_id", ""),
     }
     report["phase_durations_s"]["export"] = round(time.time() - t0, 3)
+    lists = run_report.Lists(sorted(corrupt_rows), duplicate_names, removed, sampled)
+    report.update(run_report.build(run_dir, inputs, config, report, lists))
     storage.write_text(storage.join(run_dir, REPORT_JSON), json.dumps(report, indent=2, default=str))
     log.info("wrote outputs to %s", run_dir)
     return report
@@ -243,4 +247,5 @@ def read_inputs(
         emb_names=list(names),
         embeddings=np.asarray(x),
         emb_meta=dict(meta),
+        phases=timing.collect([files_in, clean_in, embeddings_in, selection_in]),
     )
