@@ -10,6 +10,7 @@ the nearest selected sample. Peak memory is what ``tracemalloc`` sees (numpy and
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import tracemalloc
@@ -102,6 +103,7 @@ def run(quick: bool = False) -> str:
     cfg = QUICK if quick else FULL
     n, d, k, gb = cfg["n"], cfg["d"], cfg["k"], cfg["gb"]
     logging.getLogger("kurate.report").setLevel(logging.ERROR)  # no thumbnails exist: quiet
+    load0 = os.getloadavg()[0]
     x, sel = _data(n, d, k)
     m = report.max_points(gb)
     rng = np.random.default_rng(1)
@@ -122,6 +124,7 @@ def run(quick: bool = False) -> str:
     t_full = _full_report(x, sel, gb)
 
     pairs = m * (m - 1) // 2
+    load1 = os.getloadavg()[0]
     lines = [
         f"## Report statistics ({n:,} embeddings, d={d}, {k:,} selected, memory_requirement_in_GB={gb:g})",
         "",
@@ -145,7 +148,8 @@ def run(quick: bool = False) -> str:
         f"Agreement: histogram counts differ by {hist_diff:,} of {pairs:,} pairs (float32 values at bin "
         "edges); "
         f"nearest-selected distances agree within 1e-3 for {nn_agree:.1%} of queries. Coverage radius "
-        f"{stats.coverage_radius:.4f} ({'exact' if stats.coverage_exact else 'sampled'}).",
+        f"{stats.coverage_radius:.4f} ({'exact' if stats.coverage_exact else 'sampled'}). Machine load "
+        f"average {load0:.1f} at the start, {load1:.1f} at the end ({os.cpu_count()} cores, shared).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,7 @@ import math
 import platform
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -714,7 +714,6 @@ class Lists:
     duplicates: list[str]
     removed: list[str]
     sampled: list[str]
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def provenance(inputs: RunInputs, run_dir: str) -> dict[str, Any]:
