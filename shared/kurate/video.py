@@ -529,3 +529,71 @@ def check_video(
         if f >= held:
             out[k] = ("", f"frame missing: the file holds {held} frame(s), {count} expected")
     return out, held
+
+
+# --------------------------------------------------------------------------- export
+
+
+def iter_selected_rgb(
+    uri: str, wanted: set[int], threads: int = 0
+) -> Iterator[tuple[int, np.ndarray | None, str]]:
+    """``(frame number, upright full-size RGB array or None, reason)`` for each wanted frame, in order.
+
+    Decodes front to back once and stops after the last wanted frame; frames the file does not hold
+    come last with a reason. Opening errors raise :class:`CorruptFileError`.
+    """
+    left = set(wanted)
+    if not left:
+        return
+    with open_video(uri) as container:
+        for df in iter_frames(container, threads, stop_after=max(left)):
+            if df.index not in left:
+                continue
+            left.discard(df.index)
+            if df.frame is None:
+                yield df.index, None, df.reason
+            else:
+                yield df.index, to_rgb(df.frame), ""
+    for i in sorted(left):
+        yield i, None, "frame missing from the file"
+
+
+TIMELINE_FORMAT = "kurate.video_timeline/1"
+
+
+def sampling_timeline(
+    video_col: list[str],
+    frame_col: list[str],
+    time_col: list[str],
+    names: list[str],
+    status: dict[str, str],
+    infos: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The per-video sampling timeline the report draws (format documented in ARCHITECTURE.md).
+
+    ``status`` maps every input name to one of sampled, removed, corrupt, duplicate.
+    """
+    videos: dict[str, dict[str, Any]] = {}
+    for name, v, f, t in zip(names, video_col, frame_col, time_col, strict=True):
+        if not v:
+            continue
+        info = infos.get(v) or {}
+        entry = videos.get(v)
+        if entry is None:
+            entry = videos[v] = {
+                "video": v,
+                "frame_count": int(info.get("count", 0)),
+                "count_source": info.get("count_source", ""),
+                "fps": info.get("fps", 0.0),
+                "duration_s": info.get("duration_s", 0.0),
+                "error": info.get("error", ""),
+                "selected": [],
+                "counts": {"sampled": 0, "removed": 0, "corrupt": 0, "duplicate": 0},
+            }
+        st = status.get(name, "removed")
+        entry["counts"][st] += 1
+        if st == "sampled" and f:
+            entry["selected"].append({"frame": int(f), "time_s": float(t) if t else None, "name": name})
+    for entry in videos.values():
+        entry["selected"].sort(key=lambda s: s["frame"])
+    return {"format": TIMELINE_FORMAT, "videos": [videos[k] for k in sorted(videos)]}
