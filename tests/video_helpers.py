@@ -10,7 +10,9 @@ import numpy as np
 CODECS = [("libx264", "mp4"), ("mpeg4", "mp4"), ("mjpeg", "avi"), ("libvpx-vp9", "webm"), ("libx264", "mkv")]
 
 
-def scene_frame(i: int, n: int, size: tuple[int, int] = (64, 48), scenes: int = 3, seed: int = 0) -> np.ndarray:
+def scene_frame(
+    i: int, n: int, size: tuple[int, int] = (64, 48), scenes: int = 3, seed: int = 0
+) -> np.ndarray:
     """Frame ``i`` of ``n`` as HxWx3 RGB: ``scenes`` distinct backgrounds, a square moving within each."""
     w, h = size
     scene = min(scenes - 1, i * scenes // n)
