@@ -252,6 +252,13 @@ class DecodedFrame:
     time_s: float | None = None
 
 
+@dataclass
+class _Numbering:
+    index: int = 0  # next frame number
+    first: int | None = None  # key of the first frame (time 0)
+    last: int = -1  # key of the last packet (for packets without timestamps)
+
+
 def iter_frames(container: Any, threads: int = 1, *, stop_after: int | None = None) -> Iterator[DecodedFrame]:
     """Decode the first video stream once, yielding every frame number in presentation order.
 
@@ -272,19 +279,19 @@ def iter_frames(container: Any, threads: int = 1, *, stop_after: int | None = No
     tb = stream.time_base or Fraction(1, 1)
     pending: list[int] = []  # keys of packets sent but whose frame has not come out yet
     failed: dict[int, str] = {}
-    state = {"index": 0, "first": None, "last": -1}
+    state = _Numbering()
 
     def time_of(key: int | None) -> float | None:
         if key is None:
             return None
-        if state["first"] is None:
-            state["first"] = key
-        return round(float((key - state["first"]) * tb), 6)
+        if state.first is None:
+            state.first = key
+        return round(float((key - state.first) * tb), 6)
 
     def lost(key: int) -> DecodedFrame:
         reason = failed.pop(key, "frame did not decode (no picture came out of the decoder)")
-        out = DecodedFrame(state["index"], None, reason, time_of(key))
-        state["index"] += 1
+        out = DecodedFrame(state.index, None, reason, time_of(key))
+        state.index += 1
         return out
 
     def emit(frame: Any) -> Iterator[DecodedFrame]:
@@ -296,11 +303,11 @@ def iter_frames(container: Any, threads: int = 1, *, stop_after: int | None = No
         if pending and pending[0] == key:
             heapq.heappop(pending)
         reason = "the decoder flagged this frame as damaged" if frame.is_corrupt else ""
-        yield DecodedFrame(state["index"], frame, reason, time_of(key))
-        state["index"] += 1
+        yield DecodedFrame(state.index, frame, reason, time_of(key))
+        state.index += 1
 
     def done() -> bool:
-        return stop_after is not None and state["index"] > stop_after
+        return stop_after is not None and state.index > stop_after
 
     demux_error = ""
     try:
@@ -309,8 +316,8 @@ def iter_frames(container: Any, threads: int = 1, *, stop_after: int | None = No
                 continue
             key = packet.pts if packet.pts is not None else packet.dts
             if key is None:
-                key = state["last"] + 1
-            state["last"] = key
+                key = state.last + 1
+            state.last = key
             heapq.heappush(pending, int(key))
             try:
                 frames = ctx.decode(packet)
@@ -504,11 +511,11 @@ def check_video(
                     return out, held
             for df in iter_frames(container, threads):
                 held = df.index + 1
-                k = want.get(df.index)
-                if k is None:
+                pos = want.get(df.index)
+                if pos is None:
                     continue  # past the listed count: not a sample (ingest's count rules)
                 if df.frame is None:
-                    out[k] = ("", df.reason)
+                    out[pos] = ("", df.reason)
                     continue
                 digest = pixel_hash(df.frame) if dedup else ""
                 reason = ""
@@ -522,7 +529,7 @@ def check_video(
                                 f"corruption score {score:.2f} > corruption_threshold {threshold:g} "
                                 f"({score:.0%} of macroblocks uniform grey/green)"
                             )
-                out[k] = (digest, reason)
+                out[pos] = (digest, reason)
     except CorruptFileError as exc:
         return [("", exc.reason)] * len(frames), None
     for f, k in want.items():

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.test_cli import FAST, run_kurate
-from tests.video_helpers import make_video, truncate, zero_range
+from tests.video_helpers import make_video, truncate
 
 LENGTHS = {"a.mp4": 40, "clips/b.avi": 30, "clips/c.webm": 24, "d.mkv": 20}
 

@@ -90,8 +90,8 @@ def test_sequences_select_whole_blocks(tmp_path, method, n_samples, blocks):
     extra = run_select(str(tmp_path / "emb"), str(tmp_path / "files"), str(tmp_path / "sel"), cfg)
     sel = filelist.read(str(tmp_path / "sel")).names
     assert len(sel) == 4 * blocks and extra["selected"] == 4 * blocks
-    where = {n: (v, int(f)) for n, v, f in zip(files.names, files.column("video"), files.column("frame"))
-             if v}  # fmt: skip
+    cols = zip(files.names, files.column("video"), files.column("frame"), strict=True)
+    where = {n: (v, int(f)) for n, v, f in cols if v}
     got = {}
     for n in sel:
         v, f = where[n]  # images are never selected
