@@ -24,6 +24,7 @@ from pathlib import Path
 BENCHES: list[str] = [
     "coreset_bench",
     "report_bench",
+    "video_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

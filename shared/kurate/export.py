@@ -107,13 +107,29 @@ def dumped_name(name: str, fmt: str) -> str:
 
 
 def dump_samples(
-    root: str, names: Sequence[str], out_dir: str, size: Any, fmt: str, workers: int = 8
+    root: str,
+    names: Sequence[str],
+    out_dir: str,
+    size: Any,
+    fmt: str,
+    workers: int = 8,
+    frames: dict[str, tuple[str, int]] | None = None,
 ) -> list[str]:
-    """Copy (or re-encode/resize) the selected samples into ``out_dir``; returns names that failed."""
+    """Copy (or re-encode/resize) the selected samples into ``out_dir``; returns names that failed.
+
+    ``frames`` maps video-frame sample names to (video file, frame number): those are decoded from
+    their video (one pass per video, up to its last selected frame) and written as images.
+    """
     fmt = fmt.lower()
+    frames = frames or {}
     targets = [dumped_name(n, fmt) for n in names]
     if len(set(targets)) != len(targets):  # e.g. a.jpg and a.png both → a.png: keep full names
         targets = [n if dumped_name(n, fmt) == n else f"{n}.{FORMAT_EXT.get(fmt, fmt)}" for n in names]
+
+    def save(img: Any, target: str) -> None:
+        buf = io.BytesIO()
+        _resize(img, size).save(buf, format=PIL_FORMAT[fmt])
+        storage.write_bytes(storage.join(out_dir, target), buf.getvalue())
 
     def one(pair: tuple[str, str]) -> str | None:
         name, target = pair
@@ -123,17 +139,44 @@ def dump_samples(
             if (size == -1 or size is None) and target == name:
                 storage.write_bytes(dst, storage.read_bytes(src))
                 return None
-            img = _resize(media.load_image(src, name), size)
-            buf = io.BytesIO()
-            img.save(buf, format=PIL_FORMAT[fmt])
-            storage.write_bytes(dst, buf.getvalue())
+            save(media.load_image(src, name), target)
         except (CorruptFileError, FileNotFoundError) as exc:
             log.warning("could not dump %s: %s", name, exc)
             return name
         return None
 
+    def one_video(item: tuple[str, dict[int, tuple[str, str]]]) -> list[str]:
+        from PIL import Image
+
+        from kurate import video
+
+        vid, wanted = item
+        failed: list[str] = []
+        try:
+            for index, rgb, reason in video.iter_selected_rgb(filelist.sample_uri(root, vid), set(wanted)):
+                name, target = wanted[index]
+                if rgb is None:
+                    log.warning("could not dump %s: %s", name, reason)
+                    failed.append(name)
+                else:
+                    save(Image.fromarray(rgb, "RGB"), target)
+        except CorruptFileError as exc:
+            log.warning("could not dump the frames of %s: %s", vid, exc.reason)
+            return [n for n, _ in wanted.values()]
+        return failed
+
+    by_video: dict[str, dict[int, tuple[str, str]]] = {}
+    plain: list[tuple[str, str]] = []
+    for name, target in zip(names, targets, strict=True):
+        if name in frames:
+            vid, index = frames[name]
+            by_video.setdefault(vid, {})[index] = (name, target)
+        else:
+            plain.append((name, target))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return [n for n in pool.map(one, zip(names, targets, strict=True)) if n is not None]
+        failed = [n for n in pool.map(one, plain) if n is not None]
+        failed += [n for batch in pool.map(one_video, sorted(by_video.items())) for n in batch]
+    return failed
 
 
 def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +209,9 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     _write_lines(storage.join(fdir, "sampled_filenames.txt"), sampled)
     _write_rows(storage.join(fdir, "corrupt_reasons.csv"), ["filename", "reason"], sorted(corrupt_rows))
     _write_rows(
-        storage.join(fdir, "duplicate_of.csv"), ["filename", "duplicate_of"], sorted(inputs.duplicates.rows())
+        storage.join(fdir, "duplicate_of.csv"),
+        ["filename", "duplicate_of"],
+        sorted(zip(inputs.duplicates.names, inputs.duplicates.column("duplicate_of"), strict=True)),
     )
 
     ddir = storage.join(run_dir, "data")
@@ -180,6 +225,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         sel = (xn if inputs.selection.extra.get("normalized", True) else x)[rows] if len(rows) else xn[:0]
         _write_csv(storage.join(ddir, "selected_embeddings.csv"), sampled, sel)
 
+    frames = _frame_locations(inputs.files)
     dump_failed: list[str] = []
     if config.get("dump_dataset", False):
         dump_failed = dump_samples(
@@ -188,7 +234,11 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             storage.join(ddir, "sampled"),
             config.get("output_image_size", -1),
             str(config.get("output_image_format", "png")),
+            frames=frames,
         )
+    videos_report = _videos_report(
+        inputs, ddir, config, sampled_set, set(corrupt_names), set(duplicate_names)
+    )
 
     if config.get("config_yaml"):
         storage.write_text(storage.join(run_dir, "config", "config.yaml"), str(config["config_yaml"]))
@@ -208,7 +258,6 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         },
         "ignored": {
             "other_extensions": inputs.files.extra.get("ignored_other_extensions", 0),
-            "videos": inputs.files.extra.get("ignored_videos", 0),
             "names_with_newline": inputs.files.extra.get("skipped_names", []),
             "relevant_filenames_missing": inputs.files.extra.get("relevant_missing_count", 0),
         },
@@ -221,6 +270,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "normalized_embeddings": sel_extra.get("normalized"),
         },
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
+        **({"videos": videos_report} if videos_report else {}),
         "warnings": list(sel_extra.get("warnings", [])) + [f"could not dump {n}" for n in dump_failed],
         "phase_durations_s": {k: v.get("duration_s") for k, v in inputs.phases.items()},
         "worker_id": config.get("worker_id", ""),
@@ -231,6 +281,60 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     storage.write_text(storage.join(run_dir, REPORT_JSON), json.dumps(report, indent=2, default=str))
     log.info("wrote outputs to %s", run_dir)
     return report
+
+
+def _frame_locations(files: filelist.FileList) -> dict[str, tuple[str, int]]:
+    """Video-frame sample name -> (video file, frame number), from the ingest list's columns."""
+    if "video" not in files.columns:
+        return {}
+    return {
+        n: (v, int(f))
+        for n, v, f in zip(files.names, files.column("video"), files.column("frame"), strict=True)
+        if v and f
+    }
+
+
+def _videos_report(
+    inputs: RunInputs,
+    ddir: str,
+    config: dict[str, Any],
+    sampled: set[str],
+    corrupt: set[str],
+    duplicate: set[str],
+) -> dict[str, Any]:
+    """The report's video section; writes ``data/video_timeline.json`` (show_video_sampling_timeline)."""
+    files = inputs.files
+    infos: dict[str, dict[str, Any]] = files.extra.get("videos") or {}
+    if not infos:
+        return {}
+    from kurate import video
+
+    mismatches = list(files.extra.get("frame_count_mismatches") or [])
+    mismatches += list(inputs.clean.extra.get("decoded_frame_count_mismatches") or [])
+    video_col = files.column("video")
+    section: dict[str, Any] = {
+        "videos": len(infos),
+        "frames": sum(1 for v, f in zip(video_col, files.column("frame"), strict=True) if v and f),
+        "unreadable_videos": sorted(n for n, i in infos.items() if i.get("error") or not i.get("count")),
+        "images": int(files.extra.get("image_count", 0)),
+        "use_frame_count_metadata": bool(files.extra.get("use_frame_count_metadata", False)),
+        "frame_count_mismatches": mismatches,
+        "sequence_length": inputs.selection.extra.get("sequence_length", 1),
+        "timeline": None,
+    }
+    if config.get("show_video_sampling_timeline", True):
+        status = {}
+        for n in files.names:
+            status[n] = (
+                "sampled" if n in sampled else "corrupt" if n in corrupt else "duplicate" if n in duplicate
+                else "removed"
+            )  # fmt: skip
+        data = video.sampling_timeline(
+            video_col, files.column("frame"), files.column("time_s"), files.names, status, infos
+        )
+        storage.write_text(storage.join(ddir, "video_timeline.json"), json.dumps(data, indent=1))
+        section["timeline"] = "data/video_timeline.json"
+    return section
 
 
 def read_inputs(

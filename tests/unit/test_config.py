@@ -184,6 +184,25 @@ def test_sequence_length_with_checks_on_says_which_keys_to_turn_off():
     assert "remove_exact_duplicates=False" in str(err.value)
 
 
+def test_video_keys_are_accepted():
+    cfg = load.compose_config(
+        [
+            "stopping_condition.n_samples=8",
+            "selected_sequence_length=4",
+            "enable_corruptness_check=False",
+            "remove_exact_duplicates=False",
+            "datasource.use_frame_count_metadata=True",
+        ]
+    )
+    assert cfg.selected_sequence_length == 4 and cfg.datasource.use_frame_count_metadata is True
+    with pytest.raises(ConfigError) as err:
+        load.compose_config(
+            ["stopping_condition.n_samples=6", "selected_sequence_length=4"]
+            + ["enable_corruptness_check=False", "remove_exact_duplicates=False"]
+        )
+    assert err.value.key == "stopping_condition.n_samples" and "multiple of 4" in str(err.value)
+
+
 def test_training_with_embeddings_is_an_error():
     with pytest.raises(ConfigError) as err:
         load.compose_config([*OK, "enable_training=True", "embeddings=e.csv"])
@@ -197,7 +216,6 @@ def test_training_with_embeddings_is_an_error():
         "pretagging=True",
         "datapool.name=pool",
         "upload_dataset=True",
-        "datasource.use_frame_count_metadata=True",
         "input_dir=s3://bucket/x",
         "output_dir=gs://b/o",
     ],

@@ -249,8 +249,6 @@ NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (
     ("datapool.dataset_id", None, "the datapool"),
     ("datasource.process_all", False, "the datapool"),
     ("datasource.enable_datapool_update", True, "the datapool"),
-    ("datasource.use_frame_count_metadata", False, "video input"),
-    ("selected_sequence_length", 1, "video input"),
 )
 
 

@@ -27,6 +27,7 @@ def run_check(
         remove_exact_duplicates=bool(config.get("remove_exact_duplicates", True)),
         max_pixels=int(cc.get("max_image_pixels", quality.media.DEFAULT_MAX_PIXELS)),
         workers=int(config.get("workers", -1)),
+        corruption_threshold=float(cc.get("corruption_threshold", 0.1)),
     )
     filelist.write(clean_out, result.clean)
     filelist.write(corrupt_out, result.corrupt)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import embeddings_io, filelist
+from kurate import embeddings_io, filelist, sequences
 from kurate import select as selection
 from kurate.errors import ConfigError, SelectionError
 from kurate.phases import _entry
@@ -39,34 +39,64 @@ def run_select(
     if n_samples is None and min_d is None:
         raise ConfigError("stopping_condition", "set n_samples and/or min_distance")
     warnings: list[str] = []
-    if n_samples is not None and n_samples > len(names):
-        msg = (
-            f"requested {n_samples} samples but only {len(names)} valid samples exist: selecting all of them"
-        )
+    normalized = bool(config.get("normalize_embeddings", True))
+    emb = selection.normalize(x) if normalized else x
+    length = int(config.get("selected_sequence_length", 1) or 1)
+    seq_extra: dict[str, Any] = {}
+    if length > 1:
+        # Points are whole blocks of `length` frames; counts below are in blocks until expanded.
+        blocks = sequences.make_blocks(names, filelist.read(files_in), length)
+        if not blocks.rows:
+            raise SelectionError(
+                f"selected_sequence_length={length}: no video has {length} consecutive valid frames "
+                "starting at a multiple of it"
+            )
+        points = sequences.block_points(emb, blocks, renormalize=normalized)
+        valid = len(blocks.rows) * length
+        seq_extra = {
+            "sequence_length": length,
+            "blocks_available": len(blocks.rows),
+            "frames_in_incomplete_blocks": blocks.incomplete_frames,
+            "images_not_selectable": blocks.images,
+        }
+        if n_samples is not None and n_samples % length:
+            to = max(length, n_samples // length * length)
+            warnings.append(f"n_samples {n_samples} is not a multiple of {length}: selecting {to} frames")
+        if blocks.images:
+            warnings.append(f"{blocks.images} image(s) are not selectable as sequences")
+        n_points = None if n_samples is None else max(1, n_samples // length)
+    else:
+        points, valid, n_points = emb, len(names), n_samples
+    if n_samples is not None and n_samples > valid:
+        msg = f"requested {n_samples} samples but only {valid} valid samples exist: selecting all of them"
         log.warning(msg)
         warnings.append(msg)
-    emb = selection.normalize(x) if config.get("normalize_embeddings", True) else x
     method = str(config.get("method", "coreset"))
     seed = int(config.get("seed", 1))
     if method == "coreset":
-        result = selection.coreset_with_info(emb, n_samples=n_samples, min_distance=min_d)
+        result = selection.coreset_with_info(points, n_samples=n_points, min_distance=min_d)
     elif method == "random":
         result = selection.random_selection(
-            len(names),
-            n_samples,
+            len(points),
+            n_points,
             seed=seed,
-            embeddings=emb if min_d is not None else None,
+            embeddings=points if min_d is not None else None,
             min_distance=min_d,
         )
     else:
         raise ConfigError("method", f"got {method!r}; allowed: coreset, random")
-    picked = [int(i) for i in result.indices]
+    if length > 1:
+        picked = [r for b in result.indices for r in blocks.rows[int(b)]]
+        dists = [float(d) for d in result.pick_distances for _ in range(length)]
+    else:
+        picked = [int(i) for i in result.indices]
+        dists = [float(d) for d in result.pick_distances]
     out = filelist.FileList(
         root=str(meta.get("root", "")),
         names=[names[i] for i in picked],
         columns={
             "index": [str(i) for i in picked],
-            "pick_distance": [f"{d:.6g}" for d in result.pick_distances],
+            "pick_distance": [f"{d:.6g}" for d in dists],
         },
         extra={
             "method": method,
@@ -76,8 +106,9 @@ def run_select(
             "valid": len(names),
             "input_count": input_size,
             "stop_reason": result.stop_reason,
-            "normalized": bool(config.get("normalize_embeddings", True)),
+            "normalized": normalized,
             "warnings": warnings,
+            **seq_extra,
         },
     )
     filelist.write(selection_out, out)
