@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from kurate.cluster import ClusterOptions
+from kurate.cluster import ClusterOptions, from_sources
 from kurate.pipelines.curation import DESCRIPTION, PIPELINE_NAME
 
 Kind = Literal["Workflow", "WorkflowTemplate"]
@@ -45,7 +45,7 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
     )
     from hera.workflows.models import Metadata, PodSecurityContext, Sequence, Toleration
 
-    opts = options if options is not None else ClusterOptions()
+    opts = options if options is not None else from_sources()
     if kind not in ("Workflow", "WorkflowTemplate"):
         raise ValueError(f"unknown Argo kind {kind!r}; allowed: Workflow, WorkflowTemplate")
 

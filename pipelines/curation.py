@@ -19,7 +19,7 @@ from typing import Literal
 
 from kfp import dsl
 
-from kurate.cluster import ClusterOptions
+from kurate.cluster import ClusterOptions, from_sources
 from kurate.components.check.component import check
 from kurate.components.embed.component import embed
 from kurate.components.export.component import export
@@ -75,10 +75,10 @@ def _gpu(task: dsl.PipelineTask, opts: ClusterOptions, target: Target) -> None:
 
 
 def build_pipeline(options: ClusterOptions | None = None, target: Target = "kfp") -> dsl.graph_component.GraphComponent:
-    """The curation pipeline for ``target`` with the cluster settings ``options`` (defaults: ClusterOptions())."""
+    """The curation pipeline for ``target`` with the cluster settings ``options`` (default: env, then defaults)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; allowed: {', '.join(TARGETS)}")
-    opts = options if options is not None else ClusterOptions()
+    opts = options if options is not None else from_sources()
 
     @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
     def curation_pipeline(

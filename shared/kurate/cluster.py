@@ -73,7 +73,7 @@ def _opt(default: Any, help_text: str, **kw: Any) -> Any:
 class ClusterOptions:
     """Settings of the compiled pipelines. Flag ``--gpu-count`` = env ``KURATE_GPU_COUNT`` = ``gpu_count``."""
 
-    registry: str = _opt(lambda: images.registry(), "image registry prefix (images <registry>/kurate-<phase>:<version>)")
+    registry: str = _opt(images.DEFAULT_REGISTRY, "image registry prefix (images <registry>/kurate-<phase>:<version>)")
     gpu_count: int = _opt(1, "GPUs the embed task requests (0: CPU only, no GPU request or toleration)")
     gpu_resource: str = _opt("nvidia.com/gpu", "Kubernetes resource name of the GPU (kfp and argo targets)")
     gpu_toleration_key: str = _opt("nvidia.com/gpu", "taint key of the GPU nodes that embed tolerates ('' = none)")
@@ -226,9 +226,7 @@ def describe() -> list[tuple[str, str, str, str]]:
     """(flag, env, default, help) of every option, for the README and ``--help``."""
     rows = []
     for f in dataclasses.fields(ClusterOptions):
-        if f.name == "registry":
-            default = images.DEFAULT_REGISTRY
-        elif f.default is not dataclasses.MISSING:
+        if f.default is not dataclasses.MISSING:
             default = repr(f.default)
         else:
             value = f.default_factory()  # type: ignore[misc]
