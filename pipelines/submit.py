@@ -18,20 +18,23 @@ creates the run with ``kfp.Client``:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kurate import storage
-from kurate.cluster import add_arguments, from_sources
+from kurate.cluster import ClusterOptions, add_arguments, from_sources
 from kurate.errors import ConfigError, KurateError
 
 HOST_ENV = "KURATE_KFP_HOST"
 WORKER_LABEL = "kurate.io/worker-id"
 DEFAULT_EXPERIMENT = "kurate"
+PARAM_FORMATS = ("json", "kfp-cli")
 
 log = logging.getLogger("kurate.submit")
 
@@ -57,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name (created if missing)")
     p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
     p.add_argument("--service-account", default=None, help="Kubernetes service account of the run's pods")
+    p.add_argument(
+        "--print-params",
+        choices=PARAM_FORMATS,
+        default=None,
+        help="only validate and print the run's parameters (json: for Vertex, Argo --parameter-file and "
+        "kfp.Client; kfp-cli: one `kfp run create` argument per line, for xargs -d '\\n'); contacts nothing",
+    )
     p.add_argument("--config-path", "-cp", default=None, help="folder of the YAML config")
     p.add_argument("--config-name", "-cn", default=None, help="YAML config file name")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (Lightly's keys)")
@@ -76,20 +86,29 @@ def _check_worker_id(worker_id: str) -> str:
     return worker_id
 
 
-def submit(argv: Sequence[str], environ: dict[str, str] | None = None) -> Submitted:
-    """Validate, plan, compile and submit; raises :class:`KurateError` before contacting the host."""
+def format_params(params: dict[str, Any], fmt: str) -> str:
+    """The run parameters as text: a JSON object, or ``key=value`` lines for ``kfp run create``.
+
+    The kfp CLI parses each value as JSON, so a JSON-string parameter must be given as a JSON string
+    literal (``ingest_config="{\\"input_dir\\": ...}"``), or it would arrive as a dict.
+    """
+    if fmt == "json":
+        return json.dumps(params, indent=1, sort_keys=True)
+    return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items()))
+
+
+def _prepare(argv: Sequence[str], env: dict[str, str]) -> tuple[argparse.Namespace, Any, Any, ClusterOptions, str]:
+    """Parse, validate and plan (no network): ``(args, cfg, plan, options, worker_id)``."""
     from kurate.config.load import compose_config
     from kurate.plan import make_plan
 
-    env = dict(os.environ if environ is None else environ)
     args = _parser().parse_args(list(argv))
     if args.config_path and not args.config_name:
         raise ConfigError("--config-name", "missing: --config-path needs --config-name")
     for o in args.overrides:
         if "=" not in o:
             raise ConfigError(o, "not a key=value override (kurate-submit takes flags and Hydra overrides)")
-    host = args.host or env.get(HOST_ENV, "")
-    if not host:
+    if not args.print_params and not (args.host or env.get(HOST_ENV, "")):
         raise ConfigError("--host", f"missing: give the KFP endpoint with --host URL or env {HOST_ENV}")
     cfg = compose_config(args.overrides, args.config_path, args.config_name, environ=env)
     if cfg.sanity_check:
@@ -106,6 +125,22 @@ def submit(argv: Sequence[str], environ: dict[str, str] | None = None) -> Submit
                 key,
                 value,
             )
+    return args, cfg, plan, options, worker_id
+
+
+def run_parameters(argv: Sequence[str], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The pipeline parameters of a run (what every target takes), from ``kurate``'s overrides."""
+    from kurate.pipelines.local import pipeline_arguments
+
+    _args, _cfg, plan, options, _wid = _prepare(argv, dict(os.environ if environ is None else environ))
+    return pipeline_arguments(plan, options.embed_shards)
+
+
+def submit(argv: Sequence[str], environ: dict[str, str] | None = None) -> Submitted:
+    """Validate, plan, compile and submit; raises :class:`KurateError` before contacting the host."""
+    env = dict(os.environ if environ is None else environ)
+    args, cfg, plan, options, worker_id = _prepare(argv, env)
+    host = args.host or env[HOST_ENV]
     run_name = f"kurate {os.path.basename(plan.run_dir.rstrip('/'))}" + (f" ({worker_id})" if worker_id else "")
 
     import kfp
@@ -130,8 +165,13 @@ def submit(argv: Sequence[str], environ: dict[str, str] | None = None) -> Submit
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; exit 2 for config errors, 1 for other failures (e.g. the endpoint refused)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        done = submit(sys.argv[1:] if argv is None else argv)
+        if any(a == "--print-params" or a.startswith("--print-params=") for a in args):
+            fmt = _parser().parse_args(args).print_params
+            print(format_params(run_parameters(args), fmt))
+            return 0
+        done = submit(args)
     except KurateError as exc:
         print(f"kurate-submit: error: {exc}", file=sys.stderr)
         return exc.exit_code

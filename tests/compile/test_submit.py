@@ -199,3 +199,20 @@ def test_endpoint_refusal_is_reported(tmp_path, image_folder, capsys):
         server.shutdown()
         server.server_close()
     assert "submitting failed" in capsys.readouterr().err
+
+
+def test_print_params_for_the_other_clients(tmp_path, image_folder, capsys, monkeypatch):
+    """--print-params contacts nothing; its kfp-cli lines parse back (as `kfp run create` parses them)
+    to exactly the JSON-format parameters, strings staying strings."""
+    from kfp.cli.utils.parsing import parse_parameter_value
+
+    monkeypatch.delenv("KURATE_KFP_HOST", raising=False)
+    data = image_folder(n=3, n_dup=0, corrupt=False)
+    base = _overrides(data.root, tmp_path / "out")
+    assert main(["--print-params", "json", "--embed-shards", "3", *base]) == 0
+    params = json.loads(capsys.readouterr().out)
+    assert params["embed_shards"] == 3 and json.loads(params["select_config"])["stopping_condition"]["n_samples"] == 3
+    assert main(["--print-params", "kfp-cli", "--embed-shards", "3", *base]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    parsed = dict(line.split("=", 1) for line in lines)
+    assert {k: parse_parameter_value(v) for k, v in parsed.items()} == params
