@@ -43,7 +43,14 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
         Workflow,
         WorkflowTemplate,
     )
-    from hera.workflows.models import Metadata, PodSecurityContext, Sequence, Toleration
+    from hera.workflows.models import (
+        IntOrString,
+        Metadata,
+        PodSecurityContext,
+        Quantity,
+        Sequence,
+        Toleration,
+    )
 
     opts = options if options is not None else from_sources()
     if kind not in ("Workflow", "WorkflowTemplate"):
@@ -74,16 +81,18 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
             command=["python", "-m", f"kurate.phases.{module}"],
             args=args,
             inputs=params + [Artifact(name=a, path=f"{IN}/{a}") for a in inputs] + (extra_inputs or []),
-            outputs=output_artifacts if output_artifacts is not None else [
-                Artifact(name=a, path=f"{OUT}/{a}") for a in outputs
-            ],
-            resources=Resources(cpu_request=opts.cpu[name], memory_request=opts.memory[name], **kw.pop("gpu", {})),
+            outputs=output_artifacts
+            if output_artifacts is not None
+            else [Artifact(name=a, path=f"{OUT}/{a}") for a in outputs],
+            resources=Resources(
+                cpu_request=opts.cpu[name], memory_request=opts.memory[name], **kw.pop("gpu", {})
+            ),
             **kw,
         )
 
-    meta: dict[str, Any] = {"name": PIPELINE_NAME} if kind == "WorkflowTemplate" else {
-        "generate_name": f"{PIPELINE_NAME}-"
-    }
+    meta: dict[str, Any] = (
+        {"name": PIPELINE_NAME} if kind == "WorkflowTemplate" else {"generate_name": f"{PIPELINE_NAME}-"}
+    )
     cls = WorkflowTemplate if kind == "WorkflowTemplate" else Workflow
     with cls(
         **meta,
@@ -112,7 +121,9 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
             ]
         if opts.shm:
             embed_kw["volumes"] = [
-                EmptyDirVolume(name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=opts.shm_size)
+                EmptyDirVolume(
+                    name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=Quantity(opts.shm_size)
+                )
             ]
         embed = phase(
             "embed",
@@ -145,13 +156,19 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
             image=opts.image("base"),
             command=["python", "-m", "kurate.phases.merge"],
             args=["--shards-in", f"{IN}/shards", "--embeddings-out", f"{OUT}/embeddings"],
-            inputs=[_repo_artifact(opts.argo_artifact_store, name="shards", path=f"{IN}/shards", key=SHARD_KEY)],
+            inputs=[
+                _repo_artifact(opts.argo_artifact_store, name="shards", path=f"{IN}/shards", key=SHARD_KEY)
+            ],
             outputs=[Artifact(name="embeddings", path=f"{OUT}/embeddings")],
             resources=Resources(cpu_request=opts.cpu["merge"], memory_request=opts.memory["merge"]),
         )
         select = phase("select", "select", "select", ["embeddings", "files"], ["selection"])
         export = phase(
-            "export", "export", "export", ["files", "clean", "corrupt", "duplicates", "embeddings", "selection"], []
+            "export",
+            "export",
+            "export",
+            ["files", "clean", "corrupt", "duplicates", "embeddings", "selection"],
+            [],
         )
 
         def art(name: str, task: str, output: str | None = None) -> Artifact:
@@ -162,7 +179,12 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
 
         with DAG(name="curation"):
             Task(name="ingest", template=ingest, arguments=[cfg("ingest")])
-            Task(name="check", template=check, arguments=[cfg("check"), art("files", "ingest")], dependencies=["ingest"])
+            Task(
+                name="check",
+                template=check,
+                arguments=[cfg("check"), art("files", "ingest")],
+                dependencies=["ingest"],
+            )
             Task(
                 name="embed",
                 template=embed,
@@ -172,7 +194,7 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
                     Parameter(name="shard_count", value="{{workflow.parameters.embed_shards}}"),
                     art("clean", "check"),
                 ],
-                with_sequence=Sequence(count="{{workflow.parameters.embed_shards}}"),
+                with_sequence=Sequence(count=IntOrString("{{workflow.parameters.embed_shards}}")),
                 dependencies=["check"],
             )
             Task(name="merge", template=merge, dependencies=["embed"])

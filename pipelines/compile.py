@@ -5,7 +5,7 @@
 writes
 
     <out-dir>/kfp/kurate-curation.yaml              KFP IR + Kubernetes platform spec (Kubeflow Pipelines)
-    <out-dir>/vertex/kurate-curation.yaml           single-document KFP IR with Vertex accelerators (Vertex AI)
+    <out-dir>/vertex/kurate-curation.yaml           one-document KFP IR, Vertex accelerators (Vertex AI)
     <out-dir>/argo/kurate-curation-template.yaml    Argo WorkflowTemplate (plain Argo, no Kubeflow)
     <out-dir>/argo/kurate-curation-workflow.yaml    the same as a Workflow, for ``argo submit``
 

@@ -35,7 +35,7 @@ TARGETS: tuple[Target, ...] = ("kfp", "vertex", "local")
 
 
 def _cluster(task: dsl.PipelineTask, name: str, image: str, opts: ClusterOptions, target: Target) -> None:
-    """Image and CPU/memory of one task (requests on Kubernetes; limits, Vertex's machine choice, on Vertex)."""
+    """Image and CPU/memory of one task (requests on Kubernetes; on Vertex limits, which pick the machine)."""
     if target == "local":
         return
     task.set_container_image(opts.image(image))
@@ -74,8 +74,10 @@ def _gpu(task: dsl.PipelineTask, opts: ClusterOptions, target: Target) -> None:
         )
 
 
-def build_pipeline(options: ClusterOptions | None = None, target: Target = "kfp") -> dsl.graph_component.GraphComponent:
-    """The curation pipeline for ``target`` with the cluster settings ``options`` (default: env, then defaults)."""
+def build_pipeline(
+    options: ClusterOptions | None = None, target: Target = "kfp"
+) -> dsl.graph_component.GraphComponent:
+    """The curation pipeline for ``target`` with cluster settings ``options`` (default: env, defaults)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; allowed: {', '.join(TARGETS)}")
     opts = options if options is not None else from_sources()

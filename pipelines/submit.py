@@ -1,4 +1,4 @@
-"""``kurate-submit``: compile the pipeline and start one run of it on a Kubeflow Pipelines endpoint.
+r"""``kurate-submit``: compile the pipeline and start one run of it on a Kubeflow Pipelines endpoint.
 
     kurate-submit --host https://kfp.example.com input_dir=s3://b/photos output_dir=s3://b/out \\
         stopping_condition.n_samples=0.1 token=$KFP_TOKEN worker_id=gpu-pool-a
@@ -90,14 +90,16 @@ def format_params(params: dict[str, Any], fmt: str) -> str:
     """The run parameters as text: a JSON object, or ``key=value`` lines for ``kfp run create``.
 
     The kfp CLI parses each value as JSON, so a JSON-string parameter must be given as a JSON string
-    literal (``ingest_config="{\\"input_dir\\": ...}"``), or it would arrive as a dict.
+    literal (each config is ``json.dumps``-ed once more), or it would arrive as a dict.
     """
     if fmt == "json":
         return json.dumps(params, indent=1, sort_keys=True)
     return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items()))
 
 
-def _prepare(argv: Sequence[str], env: dict[str, str]) -> tuple[argparse.Namespace, Any, Any, ClusterOptions, str]:
+def _prepare(
+    argv: Sequence[str], env: dict[str, str]
+) -> tuple[argparse.Namespace, Any, Any, ClusterOptions, str]:
     """Parse, validate and plan (no network): ``(args, cfg, plan, options, worker_id)``."""
     from kurate.config.load import compose_config
     from kurate.plan import make_plan
@@ -141,7 +143,9 @@ def submit(argv: Sequence[str], environ: dict[str, str] | None = None) -> Submit
     env = dict(os.environ if environ is None else environ)
     args, cfg, plan, options, worker_id = _prepare(argv, env)
     host = args.host or env[HOST_ENV]
-    run_name = f"kurate {os.path.basename(plan.run_dir.rstrip('/'))}" + (f" ({worker_id})" if worker_id else "")
+    run_name = f"kurate {os.path.basename(plan.run_dir.rstrip('/'))}" + (
+        f" ({worker_id})" if worker_id else ""
+    )
 
     import kfp
 
@@ -150,7 +154,9 @@ def submit(argv: Sequence[str], environ: dict[str, str] | None = None) -> Submit
 
     with tempfile.TemporaryDirectory(prefix="kurate-submit-") as tmp:
         package = compile_kfp(os.path.join(tmp, "kurate-curation.yaml"), options)
-        client = kfp.Client(host=host, existing_token=str(cfg.token) or None, namespace=args.namespace or "kubeflow")
+        client = kfp.Client(
+            host=host, existing_token=str(cfg.token) or None, namespace=args.namespace or "kubeflow"
+        )
         result = client.create_run_from_pipeline_package(
             package,
             arguments=pipeline_arguments(plan, options.embed_shards),
@@ -159,7 +165,9 @@ def submit(argv: Sequence[str], environ: dict[str, str] | None = None) -> Submit
             namespace=args.namespace,
             service_account=args.service_account,
         )
-    return Submitted(run_id=str(result.run_id), run_name=run_name, run_dir=plan.run_dir, experiment=args.experiment)
+    return Submitted(
+        run_id=str(result.run_id), run_name=run_name, run_dir=plan.run_dir, experiment=args.experiment
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ def embed(
     shard_index: int = 0,
     shard_count: int = 1,
 ):
-    """Embed the clean samples, or shard ``shard_index`` of ``shard_count`` (config: JSON of the embed keys)."""
+    """Embed the clean samples, or their shard ``shard_index`` of ``shard_count`` (config: embed keys)."""
     import json
 
     from kurate.phases.embed import run_embed

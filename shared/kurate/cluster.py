@@ -57,8 +57,10 @@ VERTEX_ACCELERATORS = (
 ARGO_ARTIFACT_STORES = ("s3", "gcs")
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")  # the kfp SDK's and Kubernetes' CPU quantity forms
 _MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]"
-                        r"([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]"
+    r"([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
 
@@ -73,19 +75,37 @@ def _opt(default: Any, help_text: str, **kw: Any) -> Any:
 class ClusterOptions:
     """Settings of the compiled pipelines. Flag ``--gpu-count`` = env ``KURATE_GPU_COUNT`` = ``gpu_count``."""
 
-    registry: str = _opt(images.DEFAULT_REGISTRY, "image registry prefix (images <registry>/kurate-<phase>:<version>)")
+    registry: str = _opt(
+        images.DEFAULT_REGISTRY, "image registry prefix (images <registry>/kurate-<phase>:<version>)"
+    )
     gpu_count: int = _opt(1, "GPUs the embed task requests (0: CPU only, no GPU request or toleration)")
     gpu_resource: str = _opt("nvidia.com/gpu", "Kubernetes resource name of the GPU (kfp and argo targets)")
-    gpu_toleration_key: str = _opt("nvidia.com/gpu", "taint key of the GPU nodes that embed tolerates ('' = none)")
-    gpu_toleration_value: str = _opt("", "taint value to match (operator Equal); '' tolerates any value (Exists)")
-    gpu_toleration_effect: str = _opt("NoSchedule", "taint effect tolerated: NoSchedule, PreferNoSchedule, NoExecute or '' (all)")
-    vertex_accelerator: str = _opt("NVIDIA_TESLA_T4", "Vertex AI accelerator type of the embed task (vertex target)")
+    gpu_toleration_key: str = _opt(
+        "nvidia.com/gpu", "taint key of the GPU nodes that embed tolerates ('' = none)"
+    )
+    gpu_toleration_value: str = _opt(
+        "", "taint value to match (operator Equal); '' tolerates any value (Exists)"
+    )
+    gpu_toleration_effect: str = _opt(
+        "NoSchedule", "taint effect tolerated: NoSchedule, PreferNoSchedule, NoExecute or '' (all)"
+    )
+    vertex_accelerator: str = _opt(
+        "NVIDIA_TESLA_T4", "Vertex AI accelerator type of the embed task (vertex target)"
+    )
     shm_size: str = _opt("2Gi", "size of the memory-backed /dev/shm of the embed task ('0' = none)")
     embed_shards: int = _opt(1, "default of the run parameter embed_shards (parallel embed tasks)")
-    cpu: dict[str, str] = _opt(lambda: dict(DEFAULT_CPU), "CPU request per task, e.g. embed=8,check=4", mapping=True)
-    memory: dict[str, str] = _opt(lambda: dict(DEFAULT_MEMORY), "memory request per task, e.g. embed=32Gi", mapping=True)
-    pod_labels: dict[str, str] = _opt(dict, "labels on every pod, e.g. team=vision (kfp and argo targets)", mapping=True)
-    argo_artifact_store: str = _opt("s3", "kind of the Argo artifact repository, for the shard fan-in: s3 or gcs")
+    cpu: dict[str, str] = _opt(
+        lambda: dict(DEFAULT_CPU), "CPU request per task, e.g. embed=8,check=4", mapping=True
+    )
+    memory: dict[str, str] = _opt(
+        lambda: dict(DEFAULT_MEMORY), "memory request per task, e.g. embed=32Gi", mapping=True
+    )
+    pod_labels: dict[str, str] = _opt(
+        dict, "labels on every pod, e.g. team=vision (kfp and argo targets)", mapping=True
+    )
+    argo_artifact_store: str = _opt(
+        "s3", "kind of the Argo artifact repository, for the shard fan-in: s3 or gcs"
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -135,19 +155,28 @@ def _parse_mapping(name: str, text: str) -> dict[str, str]:
 def validate(o: ClusterOptions) -> None:
     """Raise :class:`ConfigError` naming the first bad option and what is allowed."""
     if not _REGISTRY.match(o.registry or ""):
-        raise ConfigError(_where("registry"), f"got {o.registry!r}; allowed: a registry prefix like ghcr.io/me")
+        raise ConfigError(
+            _where("registry"), f"got {o.registry!r}; allowed: a registry prefix like ghcr.io/me"
+        )
     if isinstance(o.gpu_count, bool) or not isinstance(o.gpu_count, int) or not 0 <= o.gpu_count <= 16:
         raise ConfigError(_where("gpu_count"), f"got {o.gpu_count!r}; allowed: an integer from 0 to 16")
     if o.gpu_count and not _LABEL_KEY.match(o.gpu_resource):
-        raise ConfigError(_where("gpu_resource"), f"got {o.gpu_resource!r}; allowed: a resource name like nvidia.com/gpu")
+        raise ConfigError(
+            _where("gpu_resource"), f"got {o.gpu_resource!r}; allowed: a resource name like nvidia.com/gpu"
+        )
     if o.gpu_toleration_key and not _LABEL_KEY.match(o.gpu_toleration_key):
-        raise ConfigError(_where("gpu_toleration_key"), f"got {o.gpu_toleration_key!r}; allowed: a taint key or ''")
+        raise ConfigError(
+            _where("gpu_toleration_key"), f"got {o.gpu_toleration_key!r}; allowed: a taint key or ''"
+        )
     if not _LABEL_VALUE.match(o.gpu_toleration_value):
-        raise ConfigError(_where("gpu_toleration_value"), f"got {o.gpu_toleration_value!r}; allowed: a label value")
+        raise ConfigError(
+            _where("gpu_toleration_value"), f"got {o.gpu_toleration_value!r}; allowed: a label value"
+        )
     if o.gpu_toleration_effect not in TOLERATION_EFFECTS:
         raise ConfigError(
             _where("gpu_toleration_effect"),
-            f"got {o.gpu_toleration_effect!r}; allowed: {', '.join(e or repr(e) for e in TOLERATION_EFFECTS)}",
+            f"got {o.gpu_toleration_effect!r}; allowed: "
+            + ", ".join(e or repr(e) for e in TOLERATION_EFFECTS),
         )
     if o.vertex_accelerator not in VERTEX_ACCELERATORS:
         raise ConfigError(
@@ -155,7 +184,9 @@ def validate(o: ClusterOptions) -> None:
             f"got {o.vertex_accelerator!r}; allowed: {', '.join(VERTEX_ACCELERATORS)}",
         )
     if o.shm_size not in ("", "0") and not _MEMORY.match(o.shm_size):
-        raise ConfigError(_where("shm_size"), f"got {o.shm_size!r}; allowed: a quantity like 2Gi, or 0 (none)")
+        raise ConfigError(
+            _where("shm_size"), f"got {o.shm_size!r}; allowed: a quantity like 2Gi, or 0 (none)"
+        )
     try:
         sharding.check_shard_count(o.embed_shards)
     except ConfigError as exc:
@@ -164,7 +195,9 @@ def validate(o: ClusterOptions) -> None:
         values = getattr(o, name)
         for task, value in values.items():
             if task not in RESOURCE_TASKS:
-                raise ConfigError(_where(name), f"unknown task {task!r}; allowed: {', '.join(RESOURCE_TASKS)}")
+                raise ConfigError(
+                    _where(name), f"unknown task {task!r}; allowed: {', '.join(RESOURCE_TASKS)}"
+                )
             if not pattern.match(str(value)):
                 raise ConfigError(_where(name), f"{task}={value!r}; allowed: a quantity like {example}")
         missing = [t for t in RESOURCE_TASKS if t not in values]
@@ -195,7 +228,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per option (default: unset, so the environment and the defaults still apply)."""
     group = parser.add_argument_group("cluster options (flag, else env KURATE_<NAME>, else default)")
     for f in dataclasses.fields(ClusterOptions):
-        group.add_argument(flag(f.name), dest=f"opt_{f.name}", default=None, metavar="VALUE", help=f.metadata["help"])
+        group.add_argument(
+            flag(f.name), dest=f"opt_{f.name}", default=None, metavar="VALUE", help=f.metadata["help"]
+        )
 
 
 def from_sources(
@@ -229,8 +264,10 @@ def describe() -> list[tuple[str, str, str, str]]:
         if f.default is not dataclasses.MISSING:
             default = repr(f.default)
         else:
-            value = f.default_factory()  # type: ignore[misc]
-            default = ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else repr(value)
+            value = f.default_factory()  # type: ignore[misc,operator]
+            default = (
+                ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else repr(value)
+            )
         rows.append((flag(f.name), env_name(f.name), default, str(f.metadata["help"])))
     return rows
 
@@ -238,5 +275,7 @@ def describe() -> list[tuple[str, str, str, str]]:
 def options_help(names: Sequence[str] | None = None) -> str:
     """A plain-text table of the options."""
     return "\n".join(
-        f"  {fl:<26} {env:<30} {default}" for fl, env, default, _ in describe() if names is None or fl in names
+        f"  {fl:<26} {env:<30} {default}"
+        for fl, env, default, _ in describe()
+        if names is None or fl in names
     )

@@ -1,5 +1,7 @@
-"""Sharded embedding: split the clean file list into N contiguous shards, embed each on its own node,
-merge the shard artifacts back into one embeddings artifact in the original order.
+"""Sharded embedding: N contiguous shards of the clean list, embedded apart, merged back in order.
+
+The clean file list is split into N contiguous shards, each embedded on its own node, and the shard
+artifacts are merged back into one embeddings artifact in the original order.
 
 Shards are contiguous ranges of the (sorted) clean list, so the merge is a concatenation in shard
 order and the merged artifact is row for row the one an unsharded embed writes. Each shard records
@@ -42,7 +44,7 @@ def shard_indices(count: int) -> list[int]:
 
 
 def shard_bounds(total: int, index: int, count: int) -> tuple[int, int]:
-    """``[start, stop)`` of shard ``index`` of ``count`` over ``total`` rows: contiguous, sizes differ by <= 1."""
+    """``[start, stop)`` of shard ``index`` of ``count`` over ``total`` rows (contiguous, near-equal)."""
     count = check_shard_count(count)
     if not 0 <= index < count:
         raise ConfigError("shard_index", f"got {index}; allowed: 0 to {count - 1} for {count} shard(s)")
@@ -79,7 +81,16 @@ def shard_dirs(parent: str) -> list[str]:
 
 def _merged_meta(metas: list[dict[str, Any]], names_per_shard: list[int]) -> dict[str, Any]:
     first = metas[0]
-    skip = {"shard", "failed", "images_per_second", "compute_efficiency", "device", "count", "dim", "normalized"}
+    skip = {
+        "shard",
+        "failed",
+        "images_per_second",
+        "compute_efficiency",
+        "device",
+        "count",
+        "dim",
+        "normalized",
+    }
     meta: dict[str, Any] = {k: v for k, v in first.items() if k not in skip}
     meta["failed"] = [f for m in metas for f in m.get("failed", [])]
     devices = sorted({str(m["device"]) for m in metas if m.get("device")})
@@ -126,14 +137,18 @@ def merge_embeddings(shard_paths: Sequence[str], out: str) -> dict[str, Any]:
             f"embedding shards do not match: expected shards 0..{count - 1} once each, got {indices}"
         )
     expect_start = 0
-    for index, info, names, x, meta, path in loaded:
+    for index, info, names, _x, meta, path in loaded:
         if int(info["total"]) != total or int(info["start"]) != expect_start:
-            raise KurateError(f"{path}: shard {index} covers rows {info['start']}..{info['stop']} of "
-                              f"{info['total']}; expected to start at row {expect_start} of {total}")
+            raise KurateError(
+                f"{path}: shard {index} covers rows {info['start']}..{info['stop']} of "
+                f"{info['total']}; expected to start at row {expect_start} of {total}"
+            )
         expect_start = int(info["stop"])
         if len(names) + len(meta.get("failed", [])) != int(info["stop"]) - int(info["start"]):
-            raise KurateError(f"{path}: shard {index} is incomplete ({len(names)} embedded + "
-                              f"{len(meta.get('failed', []))} failed of {info['stop'] - info['start']} rows)")
+            raise KurateError(
+                f"{path}: shard {index} is incomplete ({len(names)} embedded + "
+                f"{len(meta.get('failed', []))} failed of {info['stop'] - info['start']} rows)"
+            )
     if expect_start != total:
         raise KurateError(f"embedding shards end at row {expect_start} of {total}")
     first_meta = loaded[0][4]

@@ -77,7 +77,7 @@ def bake(keys: Sequence[str], dest: str, from_file: str = "") -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.weights DEST [KEY ...] [--from-file PATH]`` (default key: resnet-18/simclr/d32/w1.0)."""
+    """``python -m kurate.weights DEST [KEY ...] [--from-file PATH]`` (default: resnet-18/simclr/d32/w1.0)."""
     p = argparse.ArgumentParser(prog="python -m kurate.weights", description=__doc__)
     p.add_argument("dest", help="folder to bake into (the image's KURATE_WEIGHTS_DIR)")
     p.add_argument("keys", nargs="*", help=f"model-zoo keys (default: {DEFAULT_KEY}; 'all' for every one)")

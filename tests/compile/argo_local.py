@@ -67,7 +67,9 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def run_workflow(doc: dict[str, Any], parameters: dict[str, str], workdir: Path, name: str = "wf-local") -> dict:
+def run_workflow(
+    doc: dict[str, Any], parameters: dict[str, str], workdir: Path, name: str = "wf-local"
+) -> dict:
     """Execute ``doc`` (a Workflow or WorkflowTemplate); returns ``{task: {artifact: local path}}``."""
     spec = doc["spec"]
     templates = {t["name"]: t for t in spec["templates"]}
@@ -109,7 +111,9 @@ def run_workflow(doc: dict[str, Any], parameters: dict[str, str], workdir: Path,
                     _, producer, _, _, out_name = ref.group(1).split(".")
                     src = outputs[producer][out_name]
                 if not src.exists():
-                    raise StepFailed(f"{task['name']}: input artifact {art['name']} was never produced ({src})")
+                    raise StepFailed(
+                        f"{task['name']}: input artifact {art['name']} was never produced ({src})"
+                    )
                 _copy(src, in_pod(art["path"]))
             container = tmpl["container"]
             argv = [_subst(a, local) for a in container["command"] + container.get("args", [])]
@@ -119,12 +123,16 @@ def run_workflow(doc: dict[str, Any], parameters: dict[str, str], workdir: Path,
             env = dict(os.environ, HOME=str(pod))
             proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=pod)
             if proc.returncode != 0:
-                raise StepFailed(f"{task['name']} (item {item}) exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+                raise StepFailed(
+                    f"{task['name']} (item {item}) exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+                )
             produced = outputs.setdefault(task["name"], {})
             for art in tmpl.get("outputs", {}).get("artifacts", []):
                 path = in_pod(art["path"])
                 if not path.exists():
-                    raise StepFailed(f"{task['name']}: output artifact {art['name']} missing at {art['path']}")
+                    raise StepFailed(
+                        f"{task['name']}: output artifact {art['name']} missing at {art['path']}"
+                    )
                 key = _repo_key(art)
                 if key is not None:
                     _copy(path, repo / _subst(key, local))

@@ -45,6 +45,6 @@ def assert_matches_golden(compiled: Path, golden_rel: str) -> None:
             )
         )
         pytest.fail(
-            f"compiled pipeline differs from tests/compile/golden/{golden_rel}; review the diff and update it "
-            f"with `python -m tests.compile.update_golden`:\n{diff}"
+            f"compiled pipeline differs from tests/compile/golden/{golden_rel}; review the diff and "
+            f"update it with `python -m tests.compile.update_golden`:\n{diff}"
         )

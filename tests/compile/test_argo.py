@@ -116,7 +116,9 @@ def structure_problems(doc: dict) -> list[str]:
         params_in = {p["name"] for p in tmpl.get("inputs", {}).get("parameters", [])}
         given_params = {p["name"] for p in task.get("arguments", {}).get("parameters", [])}
         if params_in != given_params:
-            problems.append(f"task {name}: passes parameters {sorted(given_params)}, template wants {sorted(params_in)}")
+            problems.append(
+                f"task {name}: passes parameters {sorted(given_params)}, template wants {sorted(params_in)}"
+            )
         text = json.dumps(tmpl)
         for var in _VAR.findall(text):
             if var.startswith("inputs.parameters.") and var.split(".", 2)[2] not in params_in:
@@ -137,8 +139,10 @@ def structure_problems(doc: dict) -> list[str]:
                     t
                     for t in _ancestors(dag, name)
                     for o in templates.get(dag[t]["template"], {}).get("outputs", {}).get("artifacts", [])
-                    if any(s in o and o[s]["key"].startswith(key + "/") or s in o and o[s]["key"] == key
-                           for s in ("s3", "gcs"))
+                    if any(
+                        s in o and o[s]["key"].startswith(key + "/") or s in o and o[s]["key"] == key
+                        for s in ("s3", "gcs")
+                    )
                 ]
                 if not writers:
                     problems.append(f"task {name}: reads key {key} that no earlier task writes")
@@ -208,7 +212,9 @@ def test_same_dag_as_kfp(compiled, tmp_path):
     compile_all(str(tmp_path), options(), targets=["kfp"])
     ir = docs(tmp_path / FILES["kfp"][0])[0]
     kfp_deps = {
-        n: set(t.get("dependentTasks", [])) - {"shards"} for n, t in ir["root"]["dag"]["tasks"].items() if n != "shards"
+        n: set(t.get("dependentTasks", [])) - {"shards"}
+        for n, t in ir["root"]["dag"]["tasks"].items()
+        if n != "shards"
     }
     rename = {"for-loop-1": "embed"}
     kfp_deps = {rename.get(n, n): {rename.get(d, d) for d in deps} for n, deps in kfp_deps.items()}
@@ -238,7 +244,10 @@ def test_cpu_only_and_gcs_options():
     doc = workflow_dict(options(gpu_count=0, argo_artifact_store="gcs", pod_labels={"team": "vision"}))
     embed = _templates(doc)["embed"]
     assert "limits" not in embed["container"]["resources"] and "tolerations" not in embed
-    assert "gcs" in embed["outputs"]["artifacts"][0] and "gcs" in _templates(doc)["merge"]["inputs"]["artifacts"][0]
+    assert (
+        "gcs" in embed["outputs"]["artifacts"][0]
+        and "gcs" in _templates(doc)["merge"]["inputs"]["artifacts"][0]
+    )
     assert doc["spec"]["podMetadata"] == {"labels": {"team": "vision"}}
     assert structure_problems(doc) == []
 
@@ -247,7 +256,9 @@ def test_workflow_and_template_share_the_spec(compiled):
     (tmpl,) = docs(compiled["WorkflowTemplate"])
     (wf,) = docs(compiled["Workflow"])
     assert wf["spec"] == tmpl["spec"]
-    assert tmpl["metadata"]["name"] == "kurate-curation" and wf["metadata"]["generateName"] == "kurate-curation-"
+    assert (
+        tmpl["metadata"]["name"] == "kurate-curation" and wf["metadata"]["generateName"] == "kurate-curation-"
+    )
 
 
 def test_matches_golden(compiled):
@@ -322,7 +333,9 @@ def test_a_failing_step_stops_the_workflow(compiled, tmp_path):
     from tests.compile.argo_local import StepFailed
 
     (tmp_path / "empty").mkdir()
-    params = {f"{p}_config": "{}" for p in PHASES} | {"ingest_config": json.dumps({"input_dir": str(tmp_path / "empty")})}
+    params = {f"{p}_config": "{}" for p in PHASES} | {
+        "ingest_config": json.dumps({"input_dir": str(tmp_path / "empty")})
+    }
     (doc,) = docs(compiled["Workflow"])
     with pytest.raises(StepFailed, match="ingest"):
         run_workflow(doc, params, tmp_path / "argo")

@@ -78,7 +78,9 @@ def test_kfp_tasks_images_and_dependencies(compiled):
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shards-Output"
     inner = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(inner) == {"embed"}
-    assert inner["embed"]["inputs"]["parameters"]["shard_index"]["componentInputParameter"].endswith("loop-item")
+    assert inner["embed"]["inputs"]["parameters"]["shard_index"]["componentInputParameter"].endswith(
+        "loop-item"
+    )
     assert spec["root"]["inputDefinitions"]["parameters"]["embed_shards"]["defaultValue"] == 1
 
 
@@ -86,7 +88,10 @@ def test_kfp_artifact_types(compiled):
     comps = _ir(compiled["kfp"])["components"]
 
     def out_types(name):
-        return {k: v["artifactType"]["schemaTitle"] for k, v in comps[name]["outputDefinitions"]["artifacts"].items()}
+        return {
+            k: v["artifactType"]["schemaTitle"]
+            for k, v in comps[name]["outputDefinitions"]["artifacts"].items()
+        }
 
     assert out_types("comp-ingest") == {"files": "system.Dataset"}
     assert out_types("comp-check") == {k: "system.Dataset" for k in ("clean", "corrupt", "duplicates")}
@@ -105,9 +110,14 @@ def test_kfp_resources_gpu_toleration_and_shm(compiled):
         res = ex["container"]["resources"]
         assert res["resourceCpuRequest"] and res["resourceMemoryRequest"], f"{name} has no CPU/memory request"
     embed = _executor(spec, "comp-embed")["resources"]
-    assert embed["accelerator"]["resourceType"] == "nvidia.com/gpu" and embed["accelerator"]["resourceCount"] == "1"
+    assert (
+        embed["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        and embed["accelerator"]["resourceCount"] == "1"
+    )
     assert (embed["resourceCpuRequest"], embed["resourceMemoryRequest"]) == ("4", "16Gi")
-    assert not any("accelerator" in ex["container"]["resources"] for n, ex in execs.items() if n != "exec-embed")
+    assert not any(
+        "accelerator" in ex["container"]["resources"] for n, ex in execs.items() if n != "exec-embed"
+    )
     platform = _platform(compiled["kfp"])
     assert set(platform) == {"exec-embed"}
     assert platform["exec-embed"]["tolerations"] == [
@@ -152,9 +162,9 @@ def test_kfp_cluster_options_reach_the_spec(tmp_path):
         {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoExecute"}
     ]
     assert platform["exec-embed"]["emptyDirMounts"][0]["sizeLimit"] == "8Gi"
-    assert {n for n, ex in platform.items() if ex.get("podMetadata", {}).get("labels") == {"team": "vision"}} == set(
-        spec["deploymentSpec"]["executors"]
-    )
+    assert {
+        n for n, ex in platform.items() if ex.get("podMetadata", {}).get("labels") == {"team": "vision"}
+    } == set(spec["deploymentSpec"]["executors"])
 
 
 def test_registry_from_the_environment(tmp_path, monkeypatch):
@@ -181,11 +191,15 @@ def test_vertex_is_one_document_with_vertex_accelerators(compiled):
     assert embed["accelerator"]["resourceCount"] == "1"
     for name in ("comp-ingest", "comp-embed", "comp-merge", "comp-export"):
         res = _executor(d[0], name)["resources"]
-        assert res["resourceCpuLimit"] and res["resourceMemoryLimit"], f"{name}: Vertex sizes machines by limits"
+        assert res["resourceCpuLimit"] and res["resourceMemoryLimit"], (
+            f"{name}: Vertex sizes machines by limits"
+        )
 
 
 def test_vertex_accelerator_option(tmp_path):
-    path = Path(compile_vertex(str(tmp_path / "v.yaml"), options(vertex_accelerator="NVIDIA_L4", gpu_count=2)))
+    path = Path(
+        compile_vertex(str(tmp_path / "v.yaml"), options(vertex_accelerator="NVIDIA_L4", gpu_count=2))
+    )
     acc = _executor(docs(path)[0], "comp-embed")["resources"]["accelerator"]
     assert (acc["resourceType"], acc["resourceCount"]) == ("NVIDIA_L4", "2")
 
@@ -220,7 +234,7 @@ def test_vertex_pipeline_job_loads_it_offline(compiled):
 
 
 def test_vertex_loader_rejects_the_multi_document_kfp_file(compiled):
-    """Why the vertex target exists: the kfp target's second (kfp-kubernetes) document breaks Vertex's loader."""
+    """Why the vertex target exists: the kfp file's second (kfp-kubernetes) document breaks Vertex."""
     params = {f"{t}_config": "{}" for t in PHASES}
     with pytest.raises(yaml.YAMLError):
         _pipeline_job(compiled["kfp"], parameter_values=params)

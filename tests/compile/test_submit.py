@@ -19,7 +19,7 @@ PHASES = ["ingest", "check", "embed", "select", "export"]
 
 
 class StandIn(ThreadingHTTPServer):
-    """The endpoints ``kfp.Client`` + ``create_run_from_pipeline_package`` use, answering like KFP's v2beta1 API."""
+    """The endpoints ``kfp.Client().create_run_from_pipeline_package`` calls, answering like KFP's v2beta1."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
@@ -71,7 +71,10 @@ class Handler(BaseHTTPRequestHandler):
         if req["path"] == "/apis/v2beta1/experiments":
             self._send(200, {"experiment_id": "exp-1", **req["body"]})
         elif req["path"] == "/apis/v2beta1/runs":
-            self._send(200, {"run_id": "run-42", "experiment_id": "exp-1", "display_name": req["body"]["display_name"]})
+            self._send(
+                200,
+                {"run_id": "run-42", "experiment_id": "exp-1", "display_name": req["body"]["display_name"]},
+            )
         else:
             self._send(404, {"error": "not found"})
 
@@ -211,7 +214,10 @@ def test_print_params_for_the_other_clients(tmp_path, image_folder, capsys, monk
     base = _overrides(data.root, tmp_path / "out")
     assert main(["--print-params", "json", "--embed-shards", "3", *base]) == 0
     params = json.loads(capsys.readouterr().out)
-    assert params["embed_shards"] == 3 and json.loads(params["select_config"])["stopping_condition"]["n_samples"] == 3
+    assert (
+        params["embed_shards"] == 3
+        and json.loads(params["select_config"])["stopping_condition"]["n_samples"] == 3
+    )
     assert main(["--print-params", "kfp-cli", "--embed-shards", "3", *base]) == 0
     lines = capsys.readouterr().out.splitlines()
     parsed = dict(line.split("=", 1) for line in lines)

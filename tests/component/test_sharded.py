@@ -28,7 +28,9 @@ OVERRIDES = [
 
 def test_kfp_local_sharded_equals_unsharded(tmp_path, image_folder):
     data = image_folder(n=10, n_dup=2)
-    cfg = compose_config([f"input_dir={data.root}", f"output_dir={tmp_path / 'out'}", "run_directory=s3", *OVERRIDES])
+    cfg = compose_config(
+        [f"input_dir={data.root}", f"output_dir={tmp_path / 'out'}", "run_directory=s3", *OVERRIDES]
+    )
     plan = make_plan(cfg)
     run_local(plan, keep_work=True, embed_shards=3)
 

@@ -88,7 +88,9 @@ def test_hadolint_passes_on_every_dockerfile():
 def test_hadolint_config_rejects_a_careless_dockerfile(tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text('FROM python:latest\nRUN pip install numpy\nLABEL org.opencontainers.image.title="x"\n')
-    proc = subprocess.run([_hadolint(), "-c", str(IMAGES / "hadolint.yaml"), str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [_hadolint(), "-c", str(IMAGES / "hadolint.yaml"), str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode != 0
     for rule in ("DL3007", "DL3013", "DL3042", "DL3049"):  # latest tag, unpinned pip, pip cache, OCI labels
         assert rule in proc.stdout
@@ -103,7 +105,9 @@ def test_dockerfile_shape(name):
     if name == "base":
         assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", default), default
     else:
-        assert default == images.image_for("base", images.DEFAULT_REGISTRY), "phase images build on kurate-base"
+        assert default == images.image_for("base", images.DEFAULT_REGISTRY), (
+            "phase images build on kurate-base"
+        )
     users = re.findall(r"^USER (\S+)$", text, re.M)
     assert users and users[-1] == "10001:10001", "the image ends as the fixed numeric non-root user"
     assert f'org.opencontainers.image.title="kurate-{name}"' in text
@@ -166,10 +170,14 @@ def _fresh_venv(path: Path, image: str) -> Path:
         ["-r", str(IMAGES / image / "requirements.txt")],
         ["--no-deps", str(REPO)],
     ):
-        proc = subprocess.run([str(py), "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(py), "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # Nothing leaks in from this environment.
-    paths = subprocess.run([str(py), "-c", "import sys; print(sys.path)"], capture_output=True, text=True).stdout
+    paths = subprocess.run(
+        [str(py), "-c", "import sys; print(sys.path)"], capture_output=True, text=True
+    ).stdout
     assert "/work/main/.venv" not in paths and str(REPO / ".venv") not in paths
     return py
 
@@ -197,27 +205,62 @@ def venv_dir(tmp_path):
 @pytest.mark.slow
 def test_core_images_run_their_phases(venv_dir, tmp_path, image_folder):
     """ingest, check and select (and base, which merges shards) install the same core list."""
-    lists = {n: (IMAGES / n / "requirements.txt").read_text().split("\n", 1)[1] for n in ("ingest", "check", "select")}
+    lists = {
+        n: (IMAGES / n / "requirements.txt").read_text().split("\n", 1)[1]
+        for n in ("ingest", "check", "select")
+    }
     assert len(set(lists.values())) == 1 and _pins("ingest") == _pins("base")
     py = _fresh_venv(venv_dir, "ingest")
     _absent(py, "torch", "matplotlib", "lightly")
     data = image_folder(n=6, n_dup=1)
     a = tmp_path / "a"
-    _run(py, "kurate.phases.ingest", "--files-out", str(a / "files"), "--config", json.dumps({"input_dir": str(data.root)}))
-    _run(py, "kurate.phases.check", "--files-in", str(a / "files"), "--clean-out", str(a / "clean"),
-         "--corrupt-out", str(a / "corrupt"), "--duplicates-out", str(a / "dups"), "--config", '{"workers": 1}')
+    _run(
+        py,
+        "kurate.phases.ingest",
+        "--files-out",
+        str(a / "files"),
+        "--config",
+        json.dumps({"input_dir": str(data.root)}),
+    )
+    _run(
+        py,
+        "kurate.phases.check",
+        "--files-in",
+        str(a / "files"),
+        "--clean-out",
+        str(a / "clean"),
+        "--corrupt-out",
+        str(a / "corrupt"),
+        "--duplicates-out",
+        str(a / "dups"),
+        "--config",
+        '{"workers": 1}',
+    )
     assert filelist.read(str(a / "clean")).names == sorted(data.images)
     assert sorted(filelist.read(str(a / "corrupt")).names) == sorted(data.corrupt)
     names = sorted(data.images)
     x = np.random.default_rng(0).standard_normal((len(names), 8)).astype(np.float32)
     for i in range(2):  # two shards, merged by the base image's step
         sl = slice(i * 3, (i + 1) * 3)
-        meta = {"root": str(data.root), "source": "test", "shard": {"index": i, "count": 2, "start": i * 3,
-                                                                     "stop": (i + 1) * 3, "total": 6}}
+        meta = {
+            "root": str(data.root),
+            "source": "test",
+            "shard": {"index": i, "count": 2, "start": i * 3, "stop": (i + 1) * 3, "total": 6},
+        }
         embeddings_io.write_embeddings(str(a / "shards" / str(i)), names[sl], x[sl], meta)
     _run(py, "kurate.phases.merge", "--shards-in", str(a / "shards"), "--embeddings-out", str(a / "emb"))
-    _run(py, "kurate.phases.select", "--embeddings-in", str(a / "emb"), "--files-in", str(a / "files"),
-         "--selection-out", str(a / "sel"), "--config", json.dumps({"stopping_condition": {"n_samples": 3}}))
+    _run(
+        py,
+        "kurate.phases.select",
+        "--embeddings-in",
+        str(a / "emb"),
+        "--files-in",
+        str(a / "files"),
+        "--selection-out",
+        str(a / "sel"),
+        "--config",
+        json.dumps({"stopping_condition": {"n_samples": 3}}),
+    )
     sel = filelist.read(str(a / "sel")).names
     assert len(sel) == 3 and set(sel) <= set(names)
 
@@ -235,9 +278,24 @@ def test_export_image_runs_export(venv_dir, tmp_path, image_folder):
     embeddings_io.write_embeddings(str(a / "emb"), clean, x, {"root": str(data.root), "source": "test"})
     run_select(str(a / "emb"), str(a / "files"), str(a / "sel"), {"stopping_condition": {"n_samples": 2}})
     run_dir = tmp_path / "out" / "run"
-    _run(py, "kurate.phases.export", "--files-in", str(a / "files"), "--clean-in", str(a / "clean"),
-         "--corrupt-in", str(a / "corrupt"), "--duplicates-in", str(a / "dups"), "--embeddings-in", str(a / "emb"),
-         "--selection-in", str(a / "sel"), "--config", json.dumps({"run_output": str(run_dir), "dump_dataset": True}))
+    _run(
+        py,
+        "kurate.phases.export",
+        "--files-in",
+        str(a / "files"),
+        "--clean-in",
+        str(a / "clean"),
+        "--corrupt-in",
+        str(a / "corrupt"),
+        "--duplicates-in",
+        str(a / "dups"),
+        "--embeddings-in",
+        str(a / "emb"),
+        "--selection-in",
+        str(a / "sel"),
+        "--config",
+        json.dumps({"run_output": str(run_dir), "dump_dataset": True}),
+    )
     report = json.loads((run_dir / "report.json").read_text())
     assert report["counts"]["selected"] == 2 and len(list((run_dir / "data" / "sampled").rglob("*.png"))) == 2
 
@@ -247,18 +305,41 @@ def test_embed_image_is_cuda_capable_and_embeds_on_cpu(venv_dir, tmp_path, image
     py = _fresh_venv(venv_dir, "embed")
     _absent(py, "matplotlib")
     cuda = _run(py, "torch.utils.collect_env").stdout
-    proc = subprocess.run([str(py), "-c", "import torch; print(torch.version.cuda, torch.cuda.is_available())"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [str(py), "-c", "import torch; print(torch.version.cuda, torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     built_for, available = proc.stdout.split()
     assert built_for != "None", f"the embed image's torch is a CPU-only build:\n{cuda[:500]}"
     data = image_folder(n=5, n_dup=0, corrupt=False)
     a = tmp_path / "a"
     run_ingest(str(a / "files"), {"input_dir": str(data.root)})
     run_check(str(a / "files"), str(a / "clean"), str(a / "corrupt"), str(a / "dups"), {"workers": 1})
-    cfg = {"lightly": {"model": {"name": "resnet-18", "num_ftrs": 16}, "collate": {"input_size": 32},
-                       "loader": {"batch_size": 2, "num_workers": 0}, "pre_trained": False, "seed": 1}}
-    _run(py, "kurate.phases.embed", "--clean-in", str(a / "clean"), "--embeddings-out", str(a / "emb"),
-         "--shard-index", "1", "--shard-count", "2", "--config", json.dumps(cfg))
+    cfg = {
+        "lightly": {
+            "model": {"name": "resnet-18", "num_ftrs": 16},
+            "collate": {"input_size": 32},
+            "loader": {"batch_size": 2, "num_workers": 0},
+            "pre_trained": False,
+            "seed": 1,
+        }
+    }
+    _run(
+        py,
+        "kurate.phases.embed",
+        "--clean-in",
+        str(a / "clean"),
+        "--embeddings-out",
+        str(a / "emb"),
+        "--shard-index",
+        "1",
+        "--shard-count",
+        "2",
+        "--config",
+        json.dumps(cfg),
+    )
     names, x, meta = embeddings_io.read_embeddings(str(a / "emb"))
     assert names == sorted(data.images)[2:] and x.shape == (3, 16) and np.isfinite(x).all()
     assert meta["device"] == ("cuda" if available == "True" else "cpu")

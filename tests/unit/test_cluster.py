@@ -19,7 +19,10 @@ def _args(*argv):
 def test_defaults():
     o = cluster.from_sources(environ={})
     assert (o.gpu_count, o.gpu_resource, o.gpu_toleration_key, o.gpu_toleration_effect) == (
-        1, "nvidia.com/gpu", "nvidia.com/gpu", "NoSchedule"
+        1,
+        "nvidia.com/gpu",
+        "nvidia.com/gpu",
+        "NoSchedule",
     )
     assert o.registry == "ghcr.io/kurate" and o.image("embed") == "ghcr.io/kurate/kurate-embed:0.1.0"
     assert set(o.cpu) == set(o.memory) == set(cluster.RESOURCE_TASKS)
@@ -34,7 +37,9 @@ def test_flag_beats_env_beats_default():
 
 def test_per_task_resources_merge_over_defaults():
     o = cluster.from_sources(_args("--cpu", "embed=8, merge=500m"), environ={"KURATE_MEMORY": "embed=64Gi"})
-    assert o.cpu["embed"] == "8" and o.cpu["merge"] == "500m" and o.cpu["check"] == cluster.DEFAULT_CPU["check"]
+    assert (
+        o.cpu["embed"] == "8" and o.cpu["merge"] == "500m" and o.cpu["check"] == cluster.DEFAULT_CPU["check"]
+    )
     assert o.memory["embed"] == "64Gi" and o.memory["select"] == cluster.DEFAULT_MEMORY["select"]
 
 

@@ -143,7 +143,6 @@ def test_merge_takes_a_lone_unsharded_artifact_but_not_a_mix(tmp_path):
 def test_failed_files_are_kept_per_shard(tmp_path):
     """Undecodable files listed by a shard's embed stay listed after the merge (export reports them)."""
     paths = _shards(tmp_path, count=2)
-    meta_path = tmp_path / "s0" / "meta.json"
     names, x, meta = embeddings_io.read_embeddings(paths[0], mmap=False)
     meta["failed"] = [[names[-1], "cannot decode"]]
     embeddings_io.write_embeddings(paths[0], names[:-1], x[:-1], meta)

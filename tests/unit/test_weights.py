@@ -10,7 +10,11 @@ from kurate.errors import ConfigError, KurateError
 
 
 def test_zoo_key_settings():
-    assert weights.model_settings("resnet-34/simclr/d16/w1.0") == {"model_name": "resnet-34", "num_ftrs": 16, "width": 1.0}
+    assert weights.model_settings("resnet-34/simclr/d16/w1.0") == {
+        "model_name": "resnet-34",
+        "num_ftrs": 16,
+        "width": 1.0,
+    }
 
 
 def test_baked_file_is_found_and_used_by_embed(tmp_path, monkeypatch):

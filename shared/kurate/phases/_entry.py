@@ -19,7 +19,10 @@ def parse(
     outputs: Sequence[str],
     options: dict[str, tuple[type, Any, str]] | None = None,
 ) -> argparse.Namespace:
-    """Parse ``--<input> PATH ... --<output> PATH ... --config JSON`` (plus ``options``: name -> type, default, help)."""
+    """Parse ``--<input> PATH ... --<output> PATH ... --config JSON``.
+
+    ``options`` adds typed flags: ``{name: (type, default, help)}``.
+    """
     p = argparse.ArgumentParser(description=description)
     for name in inputs:
         p.add_argument(

@@ -96,7 +96,10 @@ def main(argv: Sequence[str]) -> int:
         __doc__ or "",
         ["clean_in"],
         ["embeddings_out"],
-        options={"shard_index": (int, 0, "embed only this shard (0-based)"), "shard_count": (int, 1, "shards")},
+        options={
+            "shard_index": (int, 0, "embed only this shard (0-based)"),
+            "shard_count": (int, 1, "shards"),
+        },
     )
     cfg = _entry.load_json_arg(a.config)
     return _entry.run_main(lambda: run_embed(a.clean_in, a.embeddings_out, cfg, a.shard_index, a.shard_count))
