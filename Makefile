@@ -79,4 +79,4 @@ bench: install
 	$(OFFLINE_ENV) $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(DEMO_OUT) $(COMPILED)/*.tmp .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(DEMO_OUT) $(COMPILED)/*/.tmp-* .pytest_cache .mypy_cache .ruff_cache

@@ -107,6 +107,9 @@ def _merged_meta(metas: list[dict[str, Any]], names_per_shard: list[int]) -> dic
     if effs and sum(n for _, n in effs) > 0:
         meta["compute_efficiency"] = sum(e * n for e, n in effs) / sum(n for _, n in effs)
     meta["shards"] = len(metas)
+    # Rows keep their norms when concatenated: no need to recompute them over all rows.
+    flags = [bool(m.get("normalized")) for m, n in zip(metas, names_per_shard, strict=True) if n > 0]
+    meta["normalized"] = bool(flags) and all(flags)
     return meta
 
 

@@ -150,3 +150,21 @@ def test_failed_files_are_kept_per_shard(tmp_path):
     assert merged["failed"] == [[names[-1], "cannot decode"]]
     got, _, _ = embeddings_io.read_embeddings(str(tmp_path / "out"))
     assert names[-1] not in got and len(got) == 10
+
+
+@pytest.mark.parametrize("unit", [True, False])
+def test_merged_normalized_flag_matches_unsharded(tmp_path, unit):
+    clean, names = _clean_list(tmp_path)
+    x = np.random.default_rng(1).standard_normal((len(names), 4)).astype(np.float32)
+    if unit:
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    csv = str(tmp_path / "pre.csv")
+    embeddings_io.write_lightly_csv(csv, names, x)
+    run_embed(clean, str(tmp_path / "whole"), {"embeddings": csv})
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"s{i}"))
+        run_embed(clean, paths[-1], {"embeddings": csv}, shard_index=i, shard_count=3)
+    merged = sharding.merge_embeddings(paths, str(tmp_path / "merged"))
+    assert merged["normalized"] is unit
+    assert embeddings_io.read_embeddings_meta(str(tmp_path / "whole"))["normalized"] is unit

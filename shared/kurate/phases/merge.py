@@ -29,7 +29,7 @@ def run_merge(shards_in: Sequence[str], embeddings_out: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str]) -> int:
     """``python -m kurate.phases.merge --shards-in DIR [DIR ...] --embeddings-out PATH``."""
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m kurate.phases.merge", description=__doc__)
     p.add_argument("--shards-in", nargs="+", required=True, help="shard artifacts, or folders holding them")
     p.add_argument("--embeddings-out", required=True, help="output artifact: the merged embeddings")
     a = p.parse_args(list(argv))
