@@ -66,9 +66,9 @@ push: images
 	done
 
 lint: install
-	$(BIN)/ruff check shared components pipelines tests bench
-	$(BIN)/ruff format --check shared components pipelines tests bench
-	$(BIN)/mypy shared/kurate components pipelines
+	$(BIN)/python -m ruff check shared components pipelines tests bench
+	$(BIN)/python -m ruff format --check shared components pipelines tests bench
+	$(BIN)/python -m mypy shared/kurate components pipelines
 	$(BIN)/hadolint -c images/hadolint.yaml images/*/Dockerfile
 
 format: install
