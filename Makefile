@@ -22,11 +22,15 @@ OFFLINE_ENV := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAU
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The exact versions the images pin (images/*/requirements.txt) constrain the dev environment too,
+# so the tests test what the images ship.
+IMAGE_PINS := $(wildcard images/*/requirements.txt)
+
+$(STAMP): pyproject.toml $(IMAGE_PINS)
 	@test -n "$(PY)" || { echo "Python 3.11 not found"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e '.[all]'
+	$(BIN)/python -m pip install --quiet -e '.[all]' $(addprefix -c ,$(IMAGE_PINS))
 	@touch $(STAMP)
 
 demo: install
