@@ -25,6 +25,7 @@ BENCHES: list[str] = [
     "coreset_bench",
     "report_bench",
     "video_bench",
+    "shard_merge_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""KFP component: embed (one feature vector per clean sample)."""
+"""KFP component: embed (one feature vector per clean sample), or one shard of it."""
 
 from kfp import dsl
 
@@ -7,10 +7,16 @@ from kurate.images import image_for
 
 
 @dsl.component(base_image=image_for("embed"), install_kfp_package=False)
-def embed(config: str, clean: dsl.Input[FileListArtifact], embeddings: dsl.Output[EmbeddingsArtifact]):
-    """Embed the clean samples (config: JSON of the embed keys)."""
+def embed(
+    config: str,
+    clean: dsl.Input[FileListArtifact],
+    embeddings: dsl.Output[EmbeddingsArtifact],
+    shard_index: int = 0,
+    shard_count: int = 1,
+):
+    """Embed the clean samples, or their shard ``shard_index`` of ``shard_count`` (config: embed keys)."""
     import json
 
     from kurate.phases.embed import run_embed
 
-    run_embed(clean.path, embeddings.path, json.loads(config))
+    run_embed(clean.path, embeddings.path, json.loads(config), shard_index, shard_count)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kurate import embeddings_io, filelist, media, storage
+from kurate import embeddings_io, filelist, media, sharding, storage
 from kurate.errors import KurateError
 from kurate.phases import _entry
 from kurate.timing import timed
@@ -36,11 +36,21 @@ def _from_precomputed(files: filelist.FileList, csv_uri: str) -> tuple[list[str]
 
 
 @timed("embed", "embeddings_out")
-def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Phase function: embed every sample of the clean list into ``embeddings_out``."""
+def run_embed(
+    clean_in: str, embeddings_out: str, config: dict[str, Any], shard_index: int = 0, shard_count: int = 1
+) -> dict[str, Any]:
+    """Phase function: embed every sample of the clean list into ``embeddings_out``.
+
+    With ``shard_count > 1`` only shard ``shard_index`` of the list is embedded (a contiguous range,
+    see :mod:`kurate.sharding`); the shards are merged by :func:`kurate.sharding.merge_embeddings`.
+    """
     files = filelist.read(clean_in)
     if not files.names:
         raise KurateError("no valid sample left to embed (all inputs are corrupt or duplicates)")
+    shard = None
+    if shard_count != 1 or shard_index != 0:
+        shard = sharding.shard_meta(len(files), shard_index, shard_count)
+        files = sharding.shard_filelist(files, shard_index, shard_count)
     if config.get("embeddings"):
         names, x, meta = _from_precomputed(files, str(config["embeddings"]))
     else:
@@ -80,16 +90,27 @@ def run_embed(clean_in: str, embeddings_out: str, config: dict[str, Any]) -> dic
                 storage.read_bytes(str(config["checkpoint"]))
             ).hexdigest()
     meta["root"] = files.root
+    if shard is not None:
+        meta["shard"] = shard
     embeddings_io.write_embeddings(embeddings_out, names, x, meta)
     log.info("embedded %d sample(s), dimension %d (%s)", len(names), meta["dim"], meta["source"])
     return meta
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.phases.embed --clean-in PATH --embeddings-out PATH --config JSON``."""
-    a = _entry.parse(argv, __doc__ or "", ["clean_in"], ["embeddings_out"])
+    """``python -m kurate.phases.embed --clean-in P --embeddings-out P [--shard-index I --shard-count N]``."""
+    a = _entry.parse(
+        argv,
+        __doc__ or "",
+        ["clean_in"],
+        ["embeddings_out"],
+        options={
+            "shard_index": (int, 0, "embed only this shard (0-based)"),
+            "shard_count": (int, 1, "shards"),
+        },
+    )
     cfg = _entry.load_json_arg(a.config)
-    return _entry.run_main(lambda: run_embed(a.clean_in, a.embeddings_out, cfg))
+    return _entry.run_main(lambda: run_embed(a.clean_in, a.embeddings_out, cfg, a.shard_index, a.shard_count))
 
 
 if __name__ == "__main__":
