@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -116,11 +116,14 @@ class S3:
     endpoint: str
     buckets: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def client(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+        session = boto3.session.Session(  # independent of the environment the test changes
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        return session.client("s3", endpoint_url=self.endpoint)
 
     def bucket(self) -> str:
         name = new_bucket_name()
@@ -155,11 +158,16 @@ class GCS:
 
     endpoint: str
 
-    @property
+    @cached_property
     def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        return storage.Client(project="kurate-test")
+        return storage.Client(
+            project="kurate-test",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.endpoint},
+        )
 
     def bucket(self) -> str:
         name = new_bucket_name()
@@ -340,6 +348,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
+        if kind == "lost":  # the upstream did the work; its answer never reaches the client
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(resp.status, resp.reason)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -366,8 +378,9 @@ class FaultProxy:
 
     Kinds: ``"500"``/``"503"``/``"429"``/``"403"`` (an error response in the upstream's format,
     ``flavor`` "s3" XML or "gcs" JSON, without forwarding), ``"drop"`` (the connection is closed
-    without any answer) and ``"truncate"`` (the request is forwarded, the answer announces its full
-    length and then stops halfway). ``faults`` counts what was injected, ``requests`` everything.
+    without any answer), ``"truncate"`` (the request is forwarded, the answer announces its full
+    length and then stops halfway) and ``"lost"`` (the request is forwarded and done upstream, then
+    the connection is closed without an answer). ``faults`` counts what was injected, ``requests`` everything.
 
     ``paginate`` (GCS only): gcp-storage-emulator ignores ``maxResults``/``pageToken`` and returns
     every name at once; with this the proxy serves the emulator's listing in pages of

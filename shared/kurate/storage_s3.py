@@ -161,7 +161,8 @@ class S3Backend:
             msg = str(err.get("Message", "")) or code
             status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
             if code == "NoSuchBucket":
-                return StorageError(f"{uri}: no such bucket ({msg})")
+                bucket = uri.split("://", 1)[-1].split("/", 1)[0]
+                return StorageError(f"s3://{bucket}: no such bucket ({msg})")
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return FileNotFoundError(2, "no such object", uri)
             if code in _ACCESS_CODES or status in (401, 403):
