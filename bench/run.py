@@ -23,6 +23,7 @@ from pathlib import Path
 # Registered benchmark modules (file names in bench/, without .py). Add yours here.
 BENCHES: list[str] = [
     "coreset_bench",
+    "storage_bench",
 ]
 
 HERE = Path(__file__).resolve().parent
