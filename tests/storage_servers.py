@@ -450,7 +450,7 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=fh,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "MOTO_CALL_RESET_API": "false"},
+            env=dict(os.environ),
         )
     endpoint = f"http://127.0.0.1:{port}"
     try:

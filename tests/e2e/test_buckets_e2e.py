@@ -171,3 +171,34 @@ def test_missing_bucket_fails_at_once_with_one_clear_line(setup):
     assert proc.stderr.strip().splitlines()[-1] == (
         "kurate: error: s3://kurate-no-such-bucket: no such bucket (The specified bucket does not exist)"
     )
+
+
+def test_object_deleted_after_listing_is_reported_corrupt_and_the_run_goes_on(setup):
+    """The last listed object is deleted (for real, in moto) when the check phase sends its first read."""
+    data, s3, gcs, _, _, env, _ = setup
+    src, out = s3.bucket(), gcs.bucket()
+    s3.upload_folder(data.root, src, "photos")
+    victim = data.listed[-1]
+    assert len(data.listed) > 18  # the check phase's first chunks in flight cannot include the victim
+    state = {"deleted": False}
+
+    def delete_on_first_object_read(n: int, method: str, path: str) -> None:
+        if method == "GET" and "/photos/" in path and not state["deleted"]:
+            s3.delete(src, f"photos/{victim}")
+            state["deleted"] = True
+
+    with FaultProxy(s3.endpoint, delete_on_first_object_read, "s3") as proxy:
+        proc = run_kurate({**env, "AWS_ENDPOINT_URL": proxy.url}, *_args(src, out, "r1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = _outputs(gcs, out, "r1")
+    rows = list(csv.reader(io.StringIO(files["filenames/corrupt_reasons.csv"].decode(), newline="")))
+    assert [victim, "file disappeared after listing"] in rows
+    report = json.loads(files["report.json"])
+    assert report["counts"]["available"] == len(data.listed)
+    assert report["counts"]["corrupt"] == len(data.corrupt) + 1
+    listed = [
+        n
+        for k in ("corrupt", "duplicate", "removed", "sampled")
+        for n in files[f"filenames/{k}_filenames.txt"].decode().splitlines()
+    ]
+    assert sorted(listed) == data.listed
