@@ -22,6 +22,7 @@ The contract every back-end keeps, which the phases rely on:
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -368,6 +369,23 @@ def create_exclusive(uri: str, data: bytes) -> bool:
             os.link(tmp, uri)
         except FileExistsError:
             return False
+        except OSError as exc:  # a file system without hard links (some FUSE mounts, SMB)
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            return _create_exclusive_no_link(uri, data)
         return True
     finally:
         os.unlink(tmp)
+
+
+def _create_exclusive_no_link(uri: str, data: bytes) -> bool:
+    """O_EXCL create where hard links are unsupported: still exclusive, but a crash can leave it partial."""
+    try:
+        fd = os.open(uri, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True

@@ -119,3 +119,18 @@ def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KURATE_STORAGE_BACKOFF_S", "fast")
     with pytest.raises(StorageError, match="KURATE_STORAGE_BACKOFF_S"):
         retry.policy_from_env()
+
+
+def test_local_create_exclusive_without_hard_links(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some mounts (FUSE, SMB) refuse link(); the O_EXCL fallback still lets only the first writer in."""
+    import errno
+    import os
+
+    def no_links(src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = str(tmp_path / "e.json")
+    assert storage.create_exclusive(target, b"one") is True
+    assert storage.create_exclusive(target, b"two") is False
+    assert storage.read_bytes(target) == b"one" and os.listdir(tmp_path) == ["e.json"]
