@@ -122,16 +122,21 @@ def _seeded_model(cfg: dict[str, Any], seed: int) -> LightlyCLIModel:
 
 
 def _torch_load(path: str) -> Any:
-    if not storage.exists(path):
-        raise KurateError(f"checkpoint {path} does not exist")
+    """``torch.load(weights_only=True)`` of a local file or a bucket object (via a temporary copy)."""
     try:
-        return torch.load(str(storage.local_path(path)), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise KurateError(
-            f"checkpoint {path} cannot be loaded safely (weights_only): {msg}. Expected a lightly-ssl-train "
-            f".ckpt, a kurate checkpoint or a state dict of tensors."
-        ) from exc
+        with storage.local_copy(path) as local:
+            if not os.path.isfile(local):
+                raise FileNotFoundError(local)
+            try:
+                return torch.load(local, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise KurateError(
+                    f"checkpoint {path} cannot be loaded safely (weights_only): {msg}. Expected a "
+                    f"lightly-ssl-train .ckpt, a kurate checkpoint or a state dict of tensors."
+                ) from exc
+    except FileNotFoundError:
+        raise KurateError(f"checkpoint {path} does not exist") from None
 
 
 def _lightly_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -411,16 +416,24 @@ class _ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool, str]:
-        name = self.names[index]
+    def _item(self, name: str, data: bytes | OSError) -> tuple[torch.Tensor, bool, str]:
         try:
-            img = media.load_image(filelist.sample_uri(self.root, name), name, self.max_pixels)
-            return self.transform(img), True, ""
+            if isinstance(data, FileNotFoundError):
+                raise CorruptFileError(name, "file disappeared after listing")
+            if isinstance(data, OSError):  # e.g. permission denied on one file
+                raise CorruptFileError(name, f"cannot read file: {data.strerror or data}")
+            return self.transform(media.decode_image(data, name, self.max_pixels)), True, ""
         except CorruptFileError as exc:
-            reason = exc.reason
-        except OSError as exc:  # e.g. permission denied on one file
-            reason = f"cannot read file: {exc.strerror or exc}"
-        return torch.zeros(3, self.input_size, self.input_size), False, reason
+            return torch.zeros(3, self.input_size, self.input_size), False, exc.reason
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool, str]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, bool, str]]:
+        """A whole batch at once (torch's fetcher calls this): bucket reads overlap in a bounded pool."""
+        uris = (filelist.sample_uri(self.root, self.names[i]) for i in indices)
+        reads = storage.read_many(uris, storage.read_threads(self.root))
+        return [self._item(self.names[i], data) for i, (_, data) in zip(indices, reads, strict=True)]
 
 
 def _collate(batch: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -35,11 +35,6 @@ def phase_value(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def _inside(child: str, parent: str) -> bool:
-    c, p = os.path.realpath(child), os.path.realpath(parent)
-    return c == p or c.startswith(p.rstrip(os.sep) + os.sep)
-
-
 def run_name(cfg: DictConfig, now: float | None = None) -> str:
     """``run_directory`` if given, else a timestamp like Lightly's (local time, to the second)."""
     if cfg.run_directory not in (None, ""):
@@ -60,16 +55,20 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     output_dir = str(cfg.output_dir or "")
     if not output_dir:
         raise ConfigError("output_dir", "missing; set output_dir=<folder or URI>")
-    if not storage.is_remote(input_dir):
+    if storage.is_remote(input_dir):
+        # Fails fast on systemic problems (no credentials, access denied, no such bucket).
+        if not storage.exists(input_dir):
+            raise ConfigError("input_dir", f"{input_dir}: no objects under this prefix")
+    else:
         input_dir = os.path.abspath(input_dir)
         if not os.path.isdir(input_dir):
             raise ConfigError("input_dir", f"{input_dir} does not exist or is not a folder")
     if not storage.is_remote(output_dir):
         output_dir = os.path.abspath(output_dir)
-        if not storage.is_remote(input_dir) and _inside(output_dir, input_dir):
-            raise ConfigError(
-                "output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input"
-            )
+    if storage.is_inside(output_dir, input_dir):
+        raise ConfigError(
+            "output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input"
+        )
     run_dir = storage.join(output_dir, run_name(cfg, now))
     resumed = False
     if storage.exists(run_dir):
@@ -78,6 +77,8 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
                 f"run_directory: {run_dir} already holds a complete run; choose another name"
             )
         resumed = True
+    # kfp.local's scratch must be a local folder: the run's own .work, or a temp folder (made by the
+    # runner) when the outputs go to a bucket.
     work_dir = os.path.join(run_dir, ".work") if not storage.is_remote(run_dir) else ""
 
     def rel(value: str) -> str:

@@ -8,7 +8,9 @@ listed in ``corrupt`` with a short reason. Systemic storage errors (:class:`Stor
 
 Decoding is CPU-bound, so files are processed by a process pool; the parent sends chunks of *names*
 (never bytes) and keeps only a bounded number of chunks in flight, so memory does not grow with the
-dataset. Results are put back in input order, so the output is identical for any number of workers.
+dataset. From a bucket, each worker fetches its chunk with a bounded thread pool
+(:func:`kurate.storage.read_many`), so network latency overlaps decoding. Results are put back in
+input order, so the output is identical for any number of workers.
 """
 
 from __future__ import annotations
@@ -64,29 +66,20 @@ class CheckResult:
     duplicates: FileList
 
 
-def _read(root: str, name: str) -> bytes:
-    """Read one sample, turning per-file OS errors into :class:`CorruptFileError`.
-
-    Only per-file problems are mapped; systemic ones (``StorageError``: no credentials, unknown
-    bucket) propagate so the run fails at once instead of marking every file corrupt.
-    """
-    try:
-        return storage.read_bytes(sample_uri(root, name))
-    except FileNotFoundError:
-        raise CorruptFileError(name, REASON_DISAPPEARED) from None
-    except IsADirectoryError:
-        raise CorruptFileError(name, "is a folder, not a file") from None
-    except PermissionError:
-        raise CorruptFileError(name, "permission denied while reading") from None
-    except OSError as exc:
-        raise CorruptFileError(name, f"cannot read file: {exc.strerror or exc}") from None
+def _reason(exc: OSError) -> str:
+    """The corrupt-file reason for a per-file read error (systemic ones never get here)."""
+    if isinstance(exc, FileNotFoundError):
+        return REASON_DISAPPEARED
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied while reading"
+    return f"cannot read file: {exc.strerror or exc}"
 
 
-def _check_one(root: str, name: str, decode: bool, max_pixels: int) -> _Outcome:
-    try:
-        data = _read(root, name)
-    except CorruptFileError as exc:
-        return "", exc.reason
+def _check_data(name: str, data: bytes | OSError, decode: bool, max_pixels: int) -> _Outcome:
+    if isinstance(data, OSError):
+        return "", _reason(data)
     digest = hashlib.sha256(data).hexdigest()
     if not decode:
         return digest, ""
@@ -102,8 +95,14 @@ def _check_one(root: str, name: str, decode: bool, max_pixels: int) -> _Outcome:
 
 
 def _check_chunk(root: str, names: Sequence[str], decode: bool, max_pixels: int) -> list[_Outcome]:
-    """Worker entry point (module level so it pickles): check a chunk of names."""
-    return [_check_one(root, n, decode, max_pixels) for n in names]
+    """Worker entry point (module level so it pickles): check a chunk of names.
+
+    From a bucket the chunk's objects are fetched by a bounded thread pool (reads wait on the
+    network, decoding needs the CPU), in order; locally they are read one by one.
+    """
+    uris = (sample_uri(root, n) for n in names)
+    reads = storage.read_many(uris, storage.read_threads(root))
+    return [_check_data(n, data, decode, max_pixels) for n, (_, data) in zip(names, reads, strict=True)]
 
 
 def _cpu_count() -> int:

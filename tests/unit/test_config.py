@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 from hydra import compose, initialize
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from kurate.config import load
 from kurate.config.schema import PHASE_KEYS, KurateConfig
@@ -216,14 +217,49 @@ def test_training_with_embeddings_is_an_error():
         "pretagging=True",
         "datapool.name=pool",
         "upload_dataset=True",
-        "input_dir=s3://bucket/x",
-        "output_dir=gs://b/o",
+        "datapool.dataset_id=s3://bucket/pool",
     ],
 )
 def test_not_yet_implemented_keys_fail_clearly(override):
     with pytest.raises(NotSupportedYetError) as err:
         load.compose_config([*OK, override])
     assert "not supported yet" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("input_dir", "s3://bucket/x"),
+        ("output_dir", "gs://b/o"),
+        ("checkpoint", "s3://models/resnet.ckpt"),
+        ("embeddings", "gs://b/emb/embeddings.csv"),
+        ("relevant_filenames_file", "s3://bucket/lists/relevant.txt"),
+    ],
+)
+def test_bucket_uris_are_accepted(key, value):
+    cfg = load.compose_config([*OK, f"{key}={value}"])
+    assert OmegaConf.select(cfg, key) == value
+
+
+def test_datasource_dataset_id_accepts_a_bucket_uri():
+    cfg = load.compose_config(
+        ["output_dir=/tmp/o", "stopping_condition.n_samples=3", "datasource.dataset_id=gs://bkt/in"]
+    )
+    assert cfg.datasource.dataset_id == "gs://bkt/in"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("input_dir=ftp://host/x", "input_dir"),
+        ("output_dir=s3:///no-bucket", "output_dir"),
+        ("checkpoint=hdfs://x/y.ckpt", "checkpoint"),
+    ],
+)
+def test_bad_location_names_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        load.compose_config([*OK, override])
+    assert err.value.key == key and "s3://bucket/prefix" in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -234,6 +234,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
         )
+    _check_locations(cfg)
     _check_not_supported_yet(cfg)
 
 
@@ -259,16 +260,38 @@ def _check_not_supported_yet(cfg: DictConfig) -> None:
             raise NotSupportedYetError(
                 key, f"not supported yet ({what} is not implemented in this version); leave it at {default!r}"
             )
-    for key in ("input_dir", "output_dir", "checkpoint", "embeddings", "relevant_filenames_file"):
-        v = str(OmegaConf.select(cfg, key) or "")
-        if v.startswith(("s3://", "gs://")):
-            raise NotSupportedYetError(
-                key, "bucket URIs (s3://, gs://) are not supported yet in this version"
-            )
-    if cfg.datasource.dataset_id and str(cfg.datasource.dataset_id).startswith(("s3://", "gs://")):
-        raise NotSupportedYetError(
-            "datasource.dataset_id", "bucket URIs are not supported yet in this version"
-        )
+
+
+#: URI schemes kurate reads and writes (besides local paths).
+SCHEMES = ("s3://", "gs://")
+#: Keys that name a location: a local path, s3:// or gs:// (the datapool itself is not built yet).
+LOCATION_KEYS = (
+    "input_dir",
+    "output_dir",
+    "checkpoint",
+    "embeddings",
+    "relevant_filenames_file",
+    "datasource.dataset_id",
+    "datapool.dataset_id",
+)
+
+
+def _check_locations(cfg: DictConfig) -> None:
+    for key in LOCATION_KEYS:
+        _check_location(key, str(OmegaConf.select(cfg, key) or ""))
+
+
+def _check_location(key: str, value: str) -> None:
+    """A location is a local path or ``s3://bucket/...`` / ``gs://bucket/...``."""
+    if "://" not in value:
+        return
+    _need(
+        value.startswith(SCHEMES),
+        key,
+        f"got {value!r}; allowed: a local path, s3://bucket/prefix or gs://bucket/prefix",
+    )
+    bucket = value.split("://", 1)[1].split("/", 1)[0]
+    _need(bool(bucket), key, f"got {value!r}; allowed: a URI with a bucket name (s3://bucket/prefix)")
 
 
 # --------------------------------------------------------------------------------------------------
