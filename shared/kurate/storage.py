@@ -23,6 +23,7 @@ The contract every back-end keeps, which the phases rely on:
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import tempfile
@@ -294,6 +295,30 @@ def _text_or_binary(raw: IO[bytes], mode: str, encoding: str | None) -> IO[Any]:
     return io.TextIOWrapper(raw, encoding=encoding or "utf-8", newline="", write_through=True)
 
 
+
+@functools.cache
+def _file_mode() -> int:
+    """Mode for new output files: 0o666 less the process umask, as ``open()`` would give.
+
+    mkstemp creates 0600 files; outputs (reports, lists) must be as readable as any file the user
+    writes. The umask is read from /proc (setting it to read it back would race with other threads).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
+
+
+def _temp_beside(uri: str, parent: str) -> tuple[int, str]:
+    """A temp file beside ``uri`` (same file system: the rename is atomic), with normal permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(uri)[:40], dir=parent)
+    os.fchmod(fd, _file_mode())
+    return fd, tmp
+
 @contextmanager
 def atomic_writer(uri: str, mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open ``uri`` for writing so that it appears complete or not at all.
@@ -317,7 +342,7 @@ def atomic_writer(uri: str, mode: str = "wb", encoding: str | None = None) -> It
         return
     parent = os.path.dirname(os.path.abspath(uri))
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(uri)[:40], dir=parent)
+    fd, tmp = _temp_beside(uri, parent)
     try:
         with os.fdopen(fd, mode, encoding=encoding, newline="" if "b" not in mode else None) as fh:
             yield fh
@@ -359,7 +384,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
         return be.write(bucket, key, io.BytesIO(data), len(data), if_absent=True)
     parent = os.path.dirname(os.path.abspath(uri))
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(uri)[:40], dir=parent)
+    fd, tmp = _temp_beside(uri, parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

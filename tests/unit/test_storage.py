@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -134,3 +135,16 @@ def test_local_create_exclusive_without_hard_links(tmp_path, monkeypatch: pytest
     assert storage.create_exclusive(target, b"one") is True
     assert storage.create_exclusive(target, b"two") is False
     assert storage.read_bytes(target) == b"one" and os.listdir(tmp_path) == ["e.json"]
+
+
+def test_local_outputs_get_normal_permissions(tmp_path):
+    import stat
+
+    from kurate import storage as st
+
+    st.write_text(str(tmp_path / "a.txt"), "x")
+    assert st.create_exclusive(str(tmp_path / "b.txt"), b"y")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("a.txt", "b.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
