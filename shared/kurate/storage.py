@@ -295,7 +295,6 @@ def _text_or_binary(raw: IO[bytes], mode: str, encoding: str | None) -> IO[Any]:
     return io.TextIOWrapper(raw, encoding=encoding or "utf-8", newline="", write_through=True)
 
 
-
 @functools.cache
 def _file_mode() -> int:
     """Mode for new output files: 0o666 less the process umask, as ``open()`` would give.
@@ -318,6 +317,7 @@ def _temp_beside(uri: str, parent: str) -> tuple[int, str]:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(uri)[:40], dir=parent)
     os.fchmod(fd, _file_mode())
     return fd, tmp
+
 
 @contextmanager
 def atomic_writer(uri: str, mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
