@@ -213,7 +213,8 @@ def check_compatible(loc: str, stored: dict[str, Any], ours: dict[str, Any]) -> 
     if int(stored.get("dim", -1)) != int(ours.get("dim", -2)):
         raise DatapoolError(
             f"datapool {loc} holds embeddings of dimension {stored.get('dim')} but this run's have "
-            f"dimension {ours.get('dim')}; use the datapool's model (lightly.model.num_ftrs) or another datapool"
+            f"dimension {ours.get('dim')}; use the datapool's model (lightly.model.num_ftrs) or another "
+            "datapool"
         )
     if stored.get("weights_id") and ours.get("weights_id"):
         diffs = [

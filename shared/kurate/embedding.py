@@ -585,8 +585,9 @@ def embed_files(
     """Embed every file of ``files`` (in order) like ``lightly-embed``; undecodable files go to ``failed``.
 
     Never shuffles or drops rows. ``on_batch(rows, embeddings)`` is called after each batch with the
-    list positions it embedded (the embedding cache writes them as they come). Shows a tqdm bar on stderr with the running images/s and compute
-    efficiency (model time incl. host-to-device copy / total batch time incl. waiting for the loader).
+    list positions it embedded (the embedding cache writes them as they come). Shows a tqdm bar on
+    stderr with the running images/s and compute efficiency (model time incl. host-to-device copy /
+    total batch time incl. waiting for the loader).
     """
     from tqdm import tqdm
 

@@ -136,8 +136,10 @@ def run_select(
 def _datapool_points(
     config: dict[str, Any], emb_meta: dict[str, Any], warnings: list[str]
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """The datapool's embeddings (already selected: the coreset picks far from them), checked to be
-    comparable with this run's, or (None, {}) without a datapool.
+    """The datapool's embeddings, or (None, {}) without a datapool.
+
+    They count as already selected (the coreset picks far from them); checked to be comparable
+    with this run's embeddings (dimension, model, weights).
     """
     state = str(config.get("datapool_state") or "")
     if not state:
