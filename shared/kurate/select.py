@@ -207,31 +207,40 @@ def _as_external(points: np.ndarray | None, d: int) -> np.ndarray | None:
 
 
 def _min_sq_dist_to_external(
-    x: np.ndarray, sq: np.ndarray, points: np.ndarray, out: np.ndarray, cols: int = _EXT_COLS
+    x: np.ndarray, sq: np.ndarray, points: np.ndarray, out: np.ndarray, cols: int | None = None
 ) -> None:
     """Fold each row's squared distance to its nearest row of ``points`` into ``out`` (min with it).
 
     Streams ``points`` in blocks of ``cols`` rows (it may be a memory map of millions of rows) and
     ``x`` in blocks of _EXT_ROWS, one GEMM per pair of blocks into a fixed scratch: memory is
-    O(N + block²), never N×M.
+    O(N·d + block²), never N×M. The GEMM yields ||p||² - 2x·p directly (``x`` gets a column of
+    ones, each block of points the column ||p||²), so each scratch element is written once by BLAS
+    and read once by the row-min.
     """
-    n = x.shape[0]
+    n, d = x.shape
     m = points.shape[0]
+    cols = _EXT_COLS if cols is None else cols
+    x_aug = np.empty((n, d + 1), dtype=np.float32)
+    x_aug[:, :d] = x
+    x_aug[:, d] = 1.0
     scratch = np.empty((min(_EXT_ROWS, n), min(cols, m)), dtype=np.float32)
+    pts_t = np.empty((d + 1, min(cols, m)), dtype=np.float32)
+    block_min = np.empty(min(_EXT_ROWS, n), dtype=np.float32)
     for j0 in range(0, m, cols):
         blk = np.ascontiguousarray(points[j0 : j0 + cols], dtype=np.float32)
-        blk_sq = _row_sq_norms(blk)
-        blk_t = np.ascontiguousarray(blk.T)
+        mb = len(blk)
+        pt = pts_t[:, :mb]
+        np.multiply(blk.T, np.float32(-2.0), out=pt[:d])
+        pt[d] = _row_sq_norms(blk)
         for i0 in range(0, n, _EXT_ROWS):
             i1 = min(n, i0 + _EXT_ROWS)
-            g = scratch[: i1 - i0, : len(blk)]
-            np.matmul(x[i0:i1], blk_t, out=g)
-            g *= np.float32(-2.0)
-            g += blk_sq
-            block_min = g.min(axis=1)
-            block_min += sq[i0:i1]
-            np.maximum(block_min, 0, out=block_min)
-            np.minimum(out[i0:i1], block_min, out=out[i0:i1])
+            g = scratch[: i1 - i0, :mb]
+            np.matmul(x_aug[i0:i1], pt, out=g)
+            bm = block_min[: i1 - i0]
+            np.min(g, axis=1, out=bm)
+            bm += sq[i0:i1]
+            np.maximum(bm, 0, out=bm)
+            np.minimum(out[i0:i1], bm, out=out[i0:i1])
 
 
 # ----------------------------------------------------------------------------------------------
