@@ -34,6 +34,15 @@ def _from_precomputed(files: filelist.FileList, csv_uri: str) -> tuple[list[str]
     return list(files.names), np.ascontiguousarray(x[rows], dtype=np.float32), meta
 
 
+def _model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model_name": cfg["name"],
+        "width": cfg["width"],
+        "num_ftrs": cfg["num_ftrs"],
+        "out_dim": cfg["out_dim"],
+    }
+
+
 def _compute(
     files: filelist.FileList, config: dict[str, Any]
 ) -> tuple[list[str], np.ndarray, dict[str, Any]]:
@@ -93,6 +102,12 @@ def _compute(
         )
         if writer is not None:
             writer.flush()
+    if result is not None:
+        source = result.weights_source
+    else:  # everything came from the cache: name the weights exactly as embedding would have
+        source = embedding.prepare_model(
+            **_model_kwargs(cfg), checkpoint=checkpoint, pre_trained=pre_trained, seed=seed
+        )[1]
     computed = {n: i for i, n in enumerate(result.names)} if result is not None else {}
     names: list[str] = []
     rows: list[np.ndarray] = []
@@ -107,7 +122,7 @@ def _compute(
     dim = cfg["num_ftrs"]
     x = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
     meta: dict[str, Any] = {
-        "source": result.weights_source if result is not None else f"embedding cache ({weights_id})",
+        "source": source,
         "model": dict(model),
         "model_config": cfg,
         "input_size": input_size,
