@@ -27,6 +27,7 @@ BENCHES: list[str] = [
     "video_bench",
     "shard_merge_bench",
     "storage_bench",
+    "datapool_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

@@ -63,7 +63,9 @@ def _summary(run_dir: str) -> str:
     html = (report.get("report_files") or {}).get("html")
     return (
         f"kurate: done. {c['available']} input(s): {c['corrupt']} corrupt, {c['duplicate']} duplicate, "
-        f"{c['selected']} selected, {c['removed']} removed.\n"
+        f"{c['selected']} selected, {c['removed']} removed"
+        + (f", {c['seen']} already in the datapool" if "seen" in c else "")
+        + ".\n"
         f"kurate: outputs in {run_dir}\n"
         + (
             f"kurate: report in {storage.join(run_dir, html)}"

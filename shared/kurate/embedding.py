@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,6 +315,28 @@ def find_pretrained(cfg: dict[str, Any]) -> tuple[str, list[str]]:
     return "", candidates
 
 
+def weights_identity(
+    cfg: dict[str, Any], checkpoint: str = "", pre_trained: bool = True, seed: int = 1
+) -> str:
+    """What the embedding weights are, as :func:`prepare_model` will choose them (for the cache key).
+
+    ``sha256:<hex>`` of the checkpoint or of the local model-zoo file, else ``random:<seed>``.
+    """
+    import hashlib
+
+    if checkpoint:
+        try:
+            return "sha256:" + hashlib.sha256(storage.read_bytes(checkpoint)).hexdigest()
+        except FileNotFoundError:
+            raise KurateError(f"checkpoint {checkpoint} does not exist") from None
+    if pre_trained:
+        path, _ = find_pretrained(model_config(**cfg))
+        if path:
+            with open(path, "rb") as fh:
+                return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+    return f"random:{int(seed)}"
+
+
 def _random_init_banner(cfg: dict[str, Any], why: str, seed: int) -> str:
     line = "!" * 96
     return "\n".join(
@@ -557,11 +580,14 @@ def embed_files(
     device: str | torch.device | None = None,
     max_pixels: int = media.DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    on_batch: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> EmbedResult:
     """Embed every file of ``files`` (in order) like ``lightly-embed``; undecodable files go to ``failed``.
 
-    Never shuffles or drops rows. Shows a tqdm bar on stderr with the running images/s and compute
-    efficiency (model time incl. host-to-device copy / total batch time incl. waiting for the loader).
+    Never shuffles or drops rows. ``on_batch(rows, embeddings)`` is called after each batch with the
+    list positions it embedded (the embedding cache writes them as they come). Shows a tqdm bar on
+    stderr with the running images/s and compute efficiency (model time incl. host-to-device copy /
+    total batch time incl. waiting for the loader).
     """
     from tqdm import tqdm
 
@@ -617,7 +643,10 @@ def embed_files(
                     x = x.to(dev, non_blocking=True)
                     feats = model.embed(x).to("cpu", torch.float32)  # .cpu() synchronises
                     chunks.append(feats.numpy())
-                    kept.extend(int(rows[j]) for j in np.flatnonzero(ok_np))
+                    done_rows = [int(rows[j]) for j in np.flatnonzero(ok_np)]
+                    kept.extend(done_rows)
+                    if on_batch is not None:
+                        on_batch(done_rows, chunks[-1])
                 t2 = time.perf_counter()
                 compute_s += t2 - t1
                 done += n

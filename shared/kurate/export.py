@@ -52,6 +52,7 @@ class RunInputs:
     embeddings: np.ndarray
     emb_meta: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)  # phase → times (kurate.timing)
+    seen: filelist.FileList | None = None  # already in the datapool: not processed (check phase)
 
 
 def is_complete(run_dir: str) -> bool:
@@ -196,9 +197,10 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     sampled_set = set(sampled)
     failed_set = {n for n, _ in embed_failed}
     removed = sorted(n for n in inputs.clean.names if n not in sampled_set and n not in failed_set)
-    total = len(corrupt_names) + len(duplicate_names) + len(removed) + len(sampled)
+    seen_names = sorted(inputs.seen.names) if inputs.seen is not None else []
+    total = len(corrupt_names) + len(duplicate_names) + len(removed) + len(sampled) + len(seen_names)
     if total != len(inputs.files) or set(inputs.files.names) != (
-        set(corrupt_names) | set(duplicate_names) | set(removed) | sampled_set
+        set(corrupt_names) | set(duplicate_names) | set(removed) | sampled_set | set(seen_names)
     ):
         raise KurateError("internal error: the output file lists do not partition the input")
 
@@ -207,6 +209,8 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     _write_lines(storage.join(fdir, "duplicate_filenames.txt"), duplicate_names)
     _write_lines(storage.join(fdir, "removed_filenames.txt"), removed)
     _write_lines(storage.join(fdir, "sampled_filenames.txt"), sampled)
+    if inputs.seen is not None:
+        _write_lines(storage.join(fdir, "seen_filenames.txt"), seen_names)
     _write_rows(storage.join(fdir, "corrupt_reasons.csv"), ["filename", "reason"], sorted(corrupt_rows))
     _write_rows(
         storage.join(fdir, "duplicate_of.csv"),
@@ -242,6 +246,9 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
 
     if config.get("config_yaml"):
         storage.write_text(storage.join(run_dir, "config", "config.yaml"), str(config["config_yaml"]))
+    # The datapool is committed before report.json: if another run committed first, this run stops
+    # here, incomplete, and its rerun (same run_directory) selects against the new state.
+    pool_report = update_datapool(inputs, config, sampled, frames, len(seen_names))
 
     sel_extra = inputs.selection.extra
     report: dict[str, Any] = {
@@ -255,6 +262,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "embedded": len(inputs.emb_names),
             "selected": len(sampled),
             "removed": len(removed),
+            **({"seen": len(seen_names)} if inputs.seen is not None else {}),
         },
         "ignored": {
             "other_extensions": inputs.files.extra.get("ignored_other_extensions", 0),
@@ -271,6 +279,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         },
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
         **({"videos": videos_report} if videos_report else {}),
+        **({"datapool": pool_report} if pool_report else {}),
         "warnings": list(sel_extra.get("warnings", [])) + [f"could not dump {n}" for n in dump_failed],
         "phase_durations_s": {k: v.get("duration_s") for k, v in inputs.phases.items()},
         "worker_id": config.get("worker_id", ""),
@@ -281,6 +290,76 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     storage.write_text(storage.join(run_dir, REPORT_JSON), json.dumps(report, indent=2, default=str))
     log.info("wrote outputs to %s", run_dir)
     return report
+
+
+def update_datapool(
+    inputs: RunInputs,
+    config: dict[str, Any],
+    sampled: Sequence[str],
+    frames: dict[str, tuple[str, int]],
+    seen: int,
+) -> dict[str, Any]:
+    """Add this run's picks to the datapool (one atomic commit) and copy them there (upload_dataset).
+
+    Returns the report's ``datapool`` section ({} without a datapool).
+    """
+    from kurate import datapool
+
+    dp = config.get("datapool") or {}
+    loc = str(dp.get("location") or "")
+    if not loc:
+        return {}
+    base = int(dp.get("version", 0))
+    section: dict[str, Any] = {
+        "location": loc,
+        "base_version": base,
+        "version": base,
+        "already_in_datapool": seen,
+        "added": 0,
+        "updated": False,
+    }
+    if not dp.get("enable_update", True):
+        section["note"] = "datasource.enable_datapool_update=False: the datapool was left untouched"
+        return section
+    if not inputs.emb_names:
+        return section
+    pos = {n: i for i, n in enumerate(inputs.emb_names)}
+    rows = np.array([pos[n] for n in sampled], dtype=np.int64)
+    sha = dict(
+        zip(inputs.clean.names, inputs.clean.columns.get("sha256") or [""] * len(inputs.clean), strict=True)
+    )
+    result = datapool.commit(
+        loc,
+        base,
+        list(sampled),
+        np.asarray(inputs.embeddings, dtype=np.float32)[rows],
+        [sha.get(n, "") for n in sampled],
+        datapool.model_description(inputs.emb_meta),
+        processed=[(n, sha.get(n, "")) for n in inputs.emb_names if sha.get(n)],
+        run_id=str(dp.get("run_id") or "run"),
+        keep_history=bool(dp.get("keep_history", True)),
+        checkpoint=str(dp.get("checkpoint") or ""),
+    )
+    section.update(
+        version=result.version,
+        entries=result.entries,
+        added=result.added,
+        replaced=result.replaced,
+        updated=True,
+        state=result.state,
+    )
+    if dp.get("upload_dataset") and sampled:
+        failed = dump_samples(
+            inputs.files.root,
+            sampled,
+            storage.join(loc, datapool.SAMPLES_DIR),
+            config.get("output_image_size", -1),
+            str(config.get("output_image_format", "png")),
+            frames=frames,
+        )
+        section["uploaded"] = len(sampled) - len(failed)
+        section["upload_failed"] = failed
+    return section
 
 
 def _frame_locations(files: filelist.FileList) -> dict[str, tuple[str, int]]:
@@ -341,8 +420,11 @@ def read_inputs(
     files_in: str, clean_in: str, corrupt_in: str, duplicates_in: str, embeddings_in: str, selection_in: str
 ) -> RunInputs:
     """Load every artifact export needs."""
+    from kurate import datapool
+
     names, x, meta = embeddings_io.read_embeddings(embeddings_in, mmap=False)
     return RunInputs(
+        seen=datapool.read_seen(clean_in),
         files=filelist.read(files_in),
         clean=filelist.read(clean_in),
         corrupt=filelist.read(corrupt_in),

@@ -102,8 +102,52 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
         max_image_pixels=int(cfg.corruptness_check.max_image_pixels),
     )
     tasks["select"]["seed"] = int(cfg.lightly.seed)
+    _datapool_keys(cfg, tasks, input_dir, output_dir, run_dir)
     tasks["export"].update(tasks.pop("report"))
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
     return RunPlan(run_dir=run_dir, work_dir=work_dir, task_configs=tasks, resumed=resumed)
+
+
+#: Embedding cache without a datapool: shared by every run into the same output_dir.
+OUTPUT_CACHE = ".kurate-cache/embeddings"
+
+
+def _datapool_keys(
+    cfg: DictConfig, tasks: dict[str, dict[str, Any]], input_dir: str, output_dir: str, run_dir: str
+) -> None:
+    """Datapool and embedding-cache keys of check, embed, select and export.
+
+    The datapool's current version is read here, once: every task uses exactly that state (so a
+    cached task on a cluster never mixes states), and export commits the next version only if no
+    other run did in between (see :mod:`kurate.datapool`).
+    """
+    from kurate import datapool
+
+    loc = datapool.location(output_dir, cfg.datapool.name, cfg.datapool.dataset_id)
+    if loc and not storage.is_remote(loc):
+        loc = os.path.abspath(loc)
+    if loc and storage.is_inside(loc, input_dir):
+        raise ConfigError("datapool.dataset_id", f"{loc} is inside input_dir; the input is never written to")
+    tasks["embed"]["embedding_cache"] = (
+        storage.join(loc, datapool.CACHE_DIR) if loc else storage.join(output_dir, OUTPUT_CACHE)
+    )
+    if not loc:
+        return
+    head = datapool.read_head(loc)
+    version = head.version if head is not None else 0
+    state = head.state if head is not None else ""
+    process_all = bool(cfg.datasource.process_all)
+    tasks["check"].update(datapool_state="" if process_all else state, datapool_version=version)
+    tasks["select"].update(datapool_state=state, datapool_location=loc, datapool_version=version)
+    tasks["export"]["datapool"] = {
+        "location": loc,
+        "name": str(cfg.datapool.name or ""),
+        "version": version,
+        "keep_history": bool(cfg.datapool.keep_history),
+        "enable_update": bool(cfg.datasource.enable_datapool_update),
+        "upload_dataset": bool(cfg.upload_dataset),
+        "checkpoint": storage.resolve_relative(str(cfg.checkpoint), output_dir),
+        "run_id": run_dir.rstrip("/").rsplit("/", 1)[-1],
+    }

@@ -26,6 +26,7 @@ import errno
 import functools
 import io
 import os
+import shutil
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -69,6 +70,10 @@ class Backend(Protocol):
 
     def list_keys(self, bucket: str, prefix: str, page_size: int) -> Iterator[str]:
         """Full names of the objects under ``prefix``, page by page."""
+        ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete the object; no error if it is already absent."""
         ...
 
 
@@ -401,6 +406,28 @@ def create_exclusive(uri: str, data: bytes) -> bool:
         return True
     finally:
         os.unlink(tmp)
+
+
+def remove_tree(uri: str) -> None:
+    """Delete a file or a whole folder (every object under ``uri/`` in a bucket); absent: no-op.
+
+    Not atomic: callers only remove what nothing refers to any more (an unreferenced datapool state).
+    """
+    if is_remote(uri):
+        be, bucket, key = _remote(uri)
+        prefix = _folder_prefix(key)
+        for name in list(be.list_keys(bucket, prefix, 1000)) if prefix else []:
+            be.delete(bucket, name)
+        if key.strip("/"):
+            be.delete(bucket, key)
+        return
+    if os.path.isdir(uri) and not os.path.islink(uri):
+        shutil.rmtree(uri, ignore_errors=True)
+    else:
+        try:
+            os.unlink(uri)
+        except FileNotFoundError:
+            pass
 
 
 def _create_exclusive_no_link(uri: str, data: bytes) -> bool:

@@ -216,6 +216,15 @@ class GCSBackend:
         except _NotFound:
             return False
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete the object (absent already: nothing to do)."""
+        uri = f"gs://{bucket}/{key}"
+        blob = self.client.bucket(bucket).blob(key)
+        try:
+            self._call(uri, "DELETE", lambda: blob.delete(retry=None))
+        except _NotFound:
+            pass
+
     def _page(
         self, bucket: str, prefix: str, page_size: int, token: str | None
     ) -> tuple[list[str], str | None]:

@@ -261,6 +261,11 @@ class S3Backend:
         except FileNotFoundError:
             return False
 
+    def delete(self, bucket: str, key: str) -> None:
+        """DELETE the object (absent already: nothing to do; S3 answers 204 either way)."""
+        uri = f"s3://{bucket}/{key}"
+        self._call(uri, "DELETE", lambda: self.client.delete_object(Bucket=bucket, Key=key))
+
     def any_under(self, bucket: str, prefix: str) -> bool:
         """One-key listing (NoSuchBucket → StorageError)."""
         uri = f"s3://{bucket}/{prefix}"

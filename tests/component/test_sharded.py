@@ -44,7 +44,8 @@ def test_kfp_local_sharded_equals_unsharded(tmp_path, image_folder):
     t = plan.task_configs
     run_ingest(str(lib / "files"), t["ingest"])
     run_check(str(lib / "files"), str(lib / "clean"), str(lib / "corrupt"), str(lib / "dups"), t["check"])
-    run_embed(str(lib / "clean"), str(lib / "emb"), t["embed"])
+    # no embedding cache here: the library run must really embed, not reuse the pipeline's embeddings
+    run_embed(str(lib / "clean"), str(lib / "emb"), {**t["embed"], "embedding_cache": ""})
     run_select(str(lib / "emb"), str(lib / "files"), str(lib / "sel"), t["select"])
 
     names, x, meta = embeddings_io.read_embeddings(str(merged))

@@ -215,15 +215,39 @@ def test_training_with_embeddings_is_an_error():
     [
         "enable_training=True",
         "pretagging=True",
-        "datapool.name=pool",
-        "upload_dataset=True",
-        "datapool.dataset_id=s3://bucket/pool",
     ],
 )
 def test_not_yet_implemented_keys_fail_clearly(override):
     with pytest.raises(NotSupportedYetError) as err:
         load.compose_config([*OK, override])
     assert "not supported yet" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["datapool.name=pool"],
+        ["datapool.dataset_id=s3://bucket/pool"],
+        ["datapool.name=pool", "upload_dataset=True", "datapool.keep_history=False"],
+        ["datapool.name=pool", "datasource.process_all=True", "datasource.enable_datapool_update=False"],
+    ],
+)
+def test_datapool_keys_are_accepted(overrides):
+    cfg = load.compose_config([*OK, *overrides])
+    assert cfg.datapool.name == "pool" or cfg.datapool.dataset_id == "s3://bucket/pool"
+
+
+@pytest.mark.parametrize(
+    "overrides, allowed",
+    [
+        (["upload_dataset=True"], "needs a datapool"),
+        (["datapool.name=p", "upload_dataset=True", "datasource.enable_datapool_update=False"], "untouched"),
+    ],
+)
+def test_upload_dataset_needs_an_updatable_datapool(overrides, allowed):
+    with pytest.raises(ConfigError) as err:
+        load.compose_config([*OK, *overrides])
+    assert err.value.key == "upload_dataset" and allowed in str(err.value)
 
 
 @pytest.mark.parametrize(

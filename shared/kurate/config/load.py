@@ -230,6 +230,15 @@ def validate(cfg: DictConfig) -> None:
             "datapool.name",
             f"got {cfg.datapool.name!r}; allowed: a non-empty name without '/'",
         )
+    has_pool = cfg.datapool.name not in (None, "") or cfg.datapool.dataset_id not in (None, "")
+    if cfg.upload_dataset:
+        _need(has_pool, "upload_dataset", "needs a datapool; set datapool.name (or datapool.dataset_id)")
+        _need(
+            bool(cfg.datasource.enable_datapool_update),
+            "upload_dataset",
+            "copies into the datapool, which datasource.enable_datapool_update=False leaves untouched; "
+            "set one of them differently",
+        )
     if cfg.input_dir and cfg.datasource.dataset_id and str(cfg.datasource.dataset_id) != cfg.input_dir:
         raise ConfigError(
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
@@ -245,11 +254,6 @@ NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (
     ("pretagging_debug", False, "pretagging"),
     ("pretagging_config", "", "pretagging"),
     ("append_weak_labels", False, "pretagging/weak labels"),
-    ("upload_dataset", False, "the datapool"),
-    ("datapool.name", None, "the datapool"),
-    ("datapool.dataset_id", None, "the datapool"),
-    ("datasource.process_all", False, "the datapool"),
-    ("datasource.enable_datapool_update", True, "the datapool"),
 )
 
 
@@ -264,7 +268,7 @@ def _check_not_supported_yet(cfg: DictConfig) -> None:
 
 #: URI schemes kurate reads and writes (besides local paths).
 SCHEMES = ("s3://", "gs://")
-#: Keys that name a location: a local path, s3:// or gs:// (the datapool itself is not built yet).
+#: Keys that name a location: a local path, s3:// or gs://.
 LOCATION_KEYS = (
     "input_dir",
     "output_dir",

@@ -6,7 +6,6 @@ filenames; the Lightly CSVs are written by export.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kurate import embeddings_io, filelist, media, sharding, storage
+from kurate import embeddings_io, filelist, media, sharding
 from kurate.errors import KurateError
 from kurate.phases import _entry
 from kurate.timing import timed
@@ -35,6 +34,115 @@ def _from_precomputed(files: filelist.FileList, csv_uri: str) -> tuple[list[str]
     return list(files.names), np.ascontiguousarray(x[rows], dtype=np.float32), meta
 
 
+def _model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model_name": cfg["name"],
+        "width": cfg["width"],
+        "num_ftrs": cfg["num_ftrs"],
+        "out_dim": cfg["out_dim"],
+    }
+
+
+def _compute(
+    files: filelist.FileList, config: dict[str, Any]
+) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Embed ``files`` with the model, taking what the embedding cache already holds.
+
+    Rows whose content hash is cached are not embedded again; the others are embedded and written
+    to the cache batch by batch (``kurate.embed_cache``), so a killed run loses at most one flush.
+    """
+    from kurate import embed_cache, embedding  # torch is imported only when we really embed
+
+    lc = config.get("lightly") or {}
+    model = lc.get("model") or {}
+    loader = lc.get("loader") or {}
+    input_size = int((lc.get("collate") or {}).get("input_size", 64))
+    cfg = embedding.model_config(
+        str(model.get("name", "resnet-18")),
+        float(model.get("width", 1.0)),
+        int(model.get("num_ftrs", 32)),
+        int(model.get("out_dim", 128)),
+    )
+    checkpoint = str(config.get("checkpoint") or "")
+    pre_trained = bool(lc.get("pre_trained", True))
+    seed = int(lc.get("seed", 1))
+    weights_id = embedding.weights_identity(cfg, checkpoint, pre_trained, seed)
+    hashes = files.columns.get("sha256") or [""] * len(files)
+    cache = None
+    hits: dict[str, np.ndarray] = {}
+    if config.get("embedding_cache"):
+        cache = embed_cache.EmbeddingCache(
+            str(config["embedding_cache"]), embed_cache.cache_key(cfg, weights_id, input_size)
+        )
+        hits = cache.load(hashes)
+    todo = [i for i, h in enumerate(hashes) if not h or h not in hits]
+    sub = files.subset(todo)
+    writer = cache.writer() if cache is not None and todo else None
+
+    def on_batch(rows: list[int], feats: np.ndarray) -> None:
+        if writer is not None:
+            writer.add([hashes[todo[r]] for r in rows], feats)
+
+    result = None
+    if todo:
+        result = embedding.embed_files(
+            sub,
+            model_name=cfg["name"],
+            width=cfg["width"],
+            num_ftrs=cfg["num_ftrs"],
+            out_dim=cfg["out_dim"],
+            input_size=input_size,
+            batch_size=int(loader.get("batch_size", 16)),
+            num_workers=int(loader.get("num_workers", -1)),
+            checkpoint=checkpoint,
+            pre_trained=pre_trained,
+            seed=seed,
+            max_pixels=int(config.get("max_image_pixels", media.DEFAULT_MAX_PIXELS)),
+            on_batch=on_batch,
+        )
+        if writer is not None:
+            writer.flush()
+    if result is not None:
+        source = result.weights_source
+    else:  # everything came from the cache: name the weights exactly as embedding would have
+        source = embedding.prepare_model(
+            **_model_kwargs(cfg), checkpoint=checkpoint, pre_trained=pre_trained, seed=seed
+        )[1]
+    computed = {n: i for i, n in enumerate(result.names)} if result is not None else {}
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    for i, name in enumerate(files.names):
+        h = hashes[i]
+        if h and h in hits:
+            names.append(name)
+            rows.append(hits[h])
+        elif name in computed and result is not None:
+            names.append(name)
+            rows.append(result.embeddings[computed[name]])
+    dim = cfg["num_ftrs"]
+    x = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    meta: dict[str, Any] = {
+        "source": source,
+        "model": dict(model),
+        "model_config": cfg,
+        "input_size": input_size,
+        "weights_id": weights_id,
+        "device": result.device if result is not None else "",
+        "images_per_second": result.images_per_second if result is not None else 0.0,
+        "compute_efficiency": result.compute_efficiency if result is not None else 0.0,
+        "failed": [[n, r] for n, r in (result.failed if result is not None else [])],
+        "dim": int(x.shape[1]),
+        "computed": len(todo),
+        "cache_hits": len(files) - len(todo),
+        "embedding_cache": cache.dir if cache is not None else "",
+    }
+    if checkpoint:  # provenance for the report: exactly which weights embedded this
+        meta["checkpoint"] = checkpoint
+        meta["checkpoint_sha256"] = weights_id.removeprefix("sha256:")
+    log.info("embedding cache: %d hit(s), %d sample(s) to embed", len(files) - len(todo), len(todo))
+    return names, x, meta
+
+
 @timed("embed", "embeddings_out")
 def run_embed(
     clean_in: str, embeddings_out: str, config: dict[str, Any], shard_index: int = 0, shard_count: int = 1
@@ -45,7 +153,7 @@ def run_embed(
     see :mod:`kurate.sharding`); the shards are merged by :func:`kurate.sharding.merge_embeddings`.
     """
     files = filelist.read(clean_in)
-    if not files.names:
+    if not files.names and not files.extra.get("datapool_seen"):
         raise KurateError("no valid sample left to embed (all inputs are corrupt or duplicates)")
     shard = None
     if shard_count != 1 or shard_index != 0:
@@ -54,41 +162,7 @@ def run_embed(
     if config.get("embeddings"):
         names, x, meta = _from_precomputed(files, str(config["embeddings"]))
     else:
-        from kurate import embedding  # torch is imported only when we really embed
-
-        lc = config.get("lightly") or {}
-        model = lc.get("model") or {}
-        loader = lc.get("loader") or {}
-        result = embedding.embed_files(
-            files,
-            model_name=str(model.get("name", "resnet-18")),
-            width=float(model.get("width", 1.0)),
-            num_ftrs=int(model.get("num_ftrs", 32)),
-            out_dim=int(model.get("out_dim", 128)),
-            input_size=int((lc.get("collate") or {}).get("input_size", 64)),
-            batch_size=int(loader.get("batch_size", 16)),
-            num_workers=int(loader.get("num_workers", -1)),
-            checkpoint=str(config.get("checkpoint") or ""),
-            pre_trained=bool(lc.get("pre_trained", True)),
-            seed=int(lc.get("seed", 1)),
-            max_pixels=int(config.get("max_image_pixels", media.DEFAULT_MAX_PIXELS)),
-        )
-        names, x = list(result.names), result.embeddings
-        meta = {
-            "source": result.weights_source,
-            "model": dict(model),
-            "input_size": int((lc.get("collate") or {}).get("input_size", 64)),
-            "device": result.device,
-            "images_per_second": result.images_per_second,
-            "compute_efficiency": result.compute_efficiency,
-            "failed": [[n, r] for n, r in result.failed],
-            "dim": int(x.shape[1]) if x.ndim == 2 else 0,
-        }
-        if config.get("checkpoint"):  # provenance for the report: exactly which weights embedded this
-            meta["checkpoint"] = str(config["checkpoint"])
-            meta["checkpoint_sha256"] = hashlib.sha256(
-                storage.read_bytes(str(config["checkpoint"]))
-            ).hexdigest()
+        names, x, meta = _compute(files, config)
     meta["root"] = files.root
     if shard is not None:
         meta["shard"] = shard

@@ -7,7 +7,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import embeddings_io, filelist, sequences
+import numpy as np
+
+from kurate import datapool, embeddings_io, filelist, sequences
 from kurate import select as selection
 from kurate.errors import ConfigError, SelectionError
 from kurate.phases import _entry
@@ -27,7 +29,11 @@ def run_select(
     """
     input_size = int(filelist.read_meta(files_in)["extra"].get("input_count", 0))
     names, x, meta = embeddings_io.read_embeddings(embeddings_in)
+    warnings: list[str] = []
+    pool, pool_info = _datapool_points(config, meta, warnings)
     if len(names) == 0:
+        if pool_info:  # every valid sample is already in the datapool: nothing new to pick
+            return _write_empty(selection_out, meta, pool_info, warnings, input_size, config)
         raise SelectionError("no valid sample left to select from (all inputs are corrupt or duplicates)")
     sc = config.get("stopping_condition") or {}
     try:
@@ -38,9 +44,10 @@ def run_select(
     min_d = None if min_distance == -1 else min_distance
     if n_samples is None and min_d is None:
         raise ConfigError("stopping_condition", "set n_samples and/or min_distance")
-    warnings: list[str] = []
     normalized = bool(config.get("normalize_embeddings", True))
     emb = selection.normalize(x) if normalized else x
+    if pool is not None and normalized:
+        pool = selection.normalize(pool)
     length = int(config.get("selected_sequence_length", 1) or 1)
     seq_extra: dict[str, Any] = {}
     if length > 1:
@@ -74,7 +81,9 @@ def run_select(
     method = str(config.get("method", "coreset"))
     seed = int(config.get("seed", 1))
     if method == "coreset":
-        result = selection.coreset_with_info(points, n_samples=n_points, min_distance=min_d)
+        result = selection.coreset_with_info(
+            points, n_samples=n_points, min_distance=min_d, preselected_embeddings=pool
+        )
     elif method == "random":
         result = selection.random_selection(
             len(points),
@@ -82,6 +91,7 @@ def run_select(
             seed=seed,
             embeddings=points if min_d is not None else None,
             min_distance=min_d,
+            preselected_embeddings=pool if min_d is not None else None,
         )
     else:
         raise ConfigError("method", f"got {method!r}; allowed: coreset, random")
@@ -109,6 +119,7 @@ def run_select(
             "normalized": normalized,
             "warnings": warnings,
             **seq_extra,
+            **({"datapool": pool_info} if pool_info else {}),
         },
     )
     filelist.write(selection_out, out)
@@ -120,6 +131,63 @@ def run_select(
         result.stop_reason,
     )
     return out.extra
+
+
+def _datapool_points(
+    config: dict[str, Any], emb_meta: dict[str, Any], warnings: list[str]
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The datapool's embeddings, or (None, {}) without a datapool.
+
+    They count as already selected (the coreset picks far from them); checked to be comparable
+    with this run's embeddings (dimension, model, weights).
+    """
+    state = str(config.get("datapool_state") or "")
+    if not state:
+        return None, {}
+    pool_names, pool_x, _hashes, pool_meta = datapool.read_state(state)
+    stored = dict(pool_meta.get("model_description") or {})
+    ours = datapool.model_description(emb_meta)
+    loc = str(config.get("datapool_location") or state)
+    if emb_meta.get("count", 1):
+        warnings.extend(datapool.check_compatible(loc, stored, ours))
+    info = {"version": int(pool_meta.get("version", 0)), "entries": len(pool_names)}
+    log.info(
+        "datapool %s: version %d, %d entries treated as already selected",
+        loc,
+        info["version"],
+        len(pool_names),
+    )
+    return pool_x, info
+
+
+def _write_empty(
+    selection_out: str,
+    meta: dict[str, Any],
+    pool_info: dict[str, Any],
+    warnings: list[str],
+    input_size: int,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """Nothing new to select (every valid sample is already in the datapool)."""
+    sc = config.get("stopping_condition") or {}
+    extra = {
+        "method": str(config.get("method", "coreset")),
+        "requested": sc.get("n_samples", -1),
+        "min_distance": None,
+        "selected": 0,
+        "valid": 0,
+        "input_count": input_size,
+        "stop_reason": "exhausted",
+        "normalized": bool(config.get("normalize_embeddings", True)),
+        "warnings": [*warnings, "no new sample: every valid sample is already in the datapool"],
+        "datapool": pool_info,
+    }
+    out = filelist.FileList(
+        root=str(meta.get("root", "")), names=[], columns={"index": [], "pick_distance": []}, extra=extra
+    )
+    filelist.write(selection_out, out)
+    log.info("nothing new to select: every valid sample is already in the datapool")
+    return extra
 
 
 def main(argv: Sequence[str]) -> int:
