@@ -13,11 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kurate import export, storage
+from kurate import export, pretag, storage
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
 
-TASKS = ("ingest", "check", "embed", "select", "export")
+TASKS = ("ingest", "check", "embed", "pretag", "select", "export")
 
 
 @dataclass
@@ -85,6 +85,7 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
 
     data = redacted(cfg)
     tasks = {t: phase_config(cfg, t) for t in ("ingest", "check", "embed", "select", "export", "report")}
+    tasks["pretag"] = _pretag_task(cfg, rel)
     tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
     tasks["check"]["max_image_pixels"] = int(cfg.corruptness_check.max_image_pixels)
     lc = cfg.lightly
@@ -102,7 +103,26 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     )
     tasks["select"]["seed"] = int(cfg.lightly.seed)
     tasks["export"].update(tasks.pop("report"))
+    tasks["export"]["append_weak_labels"] = bool(cfg.append_weak_labels)
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
     return RunPlan(run_dir=run_dir, work_dir=work_dir, task_configs=tasks, resumed=resumed)
+
+
+def _pretag_task(cfg: DictConfig, rel: Any) -> dict[str, Any]:
+    """The pretag task's keys: off, or on with the settings file read and validated now.
+
+    A bad file stops the run before anything happens, and editing it reruns pretagging instead of
+    reusing a cached result.
+    """
+    if not cfg.pretagging:
+        return {"pretagging": False}
+    path = rel(str(cfg.pretagging_config))
+    return {
+        "pretagging": True,
+        "pretagging_debug": bool(cfg.pretagging_debug),
+        "pretagging_config": path,
+        "settings": pretag.load_settings(path),
+        "max_image_pixels": int(cfg.corruptness_check.max_image_pixels),
+    }

@@ -35,7 +35,15 @@ from kurate.phases.select import run_select
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
-EXTRA_OF = {"base": None, "ingest": None, "check": None, "select": None, "embed": "embed", "export": "report"}
+EXTRA_OF = {
+    "base": None,
+    "ingest": None,
+    "check": None,
+    "select": None,
+    "embed": "embed",
+    "pretag": "pretag",
+    "export": "report",
+}
 
 
 def _hadolint() -> str:
