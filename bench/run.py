@@ -26,6 +26,7 @@ BENCHES: list[str] = [
     "report_bench",
     "video_bench",
     "shard_merge_bench",
+    "pretag_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

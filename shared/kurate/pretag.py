@@ -216,10 +216,12 @@ def draw_boxes(img: Any, preds: list[preds_io.Prediction], names: dict[int, str]
     width = max(1, round(min(out.size) / 150))
     for p in preds:
         x, y, w, h = p["bbox"]
+        x0, y0 = round(x), round(y)  # whole pixels: PIL rounds float corners apart for sub-pixel boxes
+        x1, y1 = max(x0, round(x + w) - 1), max(y0, round(y + h) - 1)
         colour = _PALETTE[p["category_id"] % len(_PALETTE)]
-        d.rectangle([x, y, x + max(w, 1) - 1, y + max(h, 1) - 1], outline=colour, width=width)
+        d.rectangle([x0, y0, x1, y1], outline=colour, width=width)
         label = f"{preds_io.name_of(p['category_id'], names)} {p['score']:.2f}"
-        tx, ty = x, max(0, y - 11)
+        tx, ty = x0, max(0, y0 - 11)
         box = d.textbbox((tx, ty), label)
         d.rectangle(box, fill=colour)
         d.text((tx, ty), label, fill=(0, 0, 0))

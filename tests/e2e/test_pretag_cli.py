@@ -36,7 +36,8 @@ def runs(tmp_path_factory, tiny_detector):
         *COMMON,
     )
     assert model.returncode == 0, model.stderr[-3000:]
-    # The same predictions as a user would bring them: Lightly's .lightly/predictions/<task>/ folder.
+    # The same predictions as a user would bring them: Lightly's .lightly/predictions/<task>/ folder;
+    # the second run reuses the first one's embeddings, so any difference would come from pretagging.
     task = tmp / "lightly" / ".lightly" / "predictions" / "shapes"
     task.mkdir(parents=True)
     (task.parent / "tasks.json").write_text('["shapes"]')
@@ -52,6 +53,7 @@ def runs(tmp_path_factory, tiny_detector):
         "run_directory=file",
         "pretagging=True",
         f"pretagging_config={tmp / 'from-file.yaml'}",
+        f"embeddings={out / 'model' / 'data' / 'embeddings.csv'}",  # the same vectors, no torch at all
         *COMMON,
     )
     assert from_file.returncode == 0, from_file.stderr[-3000:]

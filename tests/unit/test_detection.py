@@ -141,3 +141,41 @@ def test_a_checkpoint_that_does_not_fit_is_one_clear_error(tmp_path, tiny_detect
     with pytest.raises(KurateError, match="cannot be loaded safely"):
         settings = _model_settings(tmp_path, tmp_path / "junk.pt")
         run_pretag(clean, str(tmp_path / "p3"), {"pretagging": True, "settings": settings})
+
+
+def test_video_frames_are_pretagged_in_list_order_by_any_number_of_workers(tmp_path, tiny_detector):
+    """Frames are samples: each is decoded from its video (one pass), predictions come back in list order."""
+    from PIL import Image
+
+    from kurate.phases.ingest import list_input
+    from tests.detector_helpers import draw_shapes
+    from tests.video_helpers import make_video
+
+    rng = np.random.default_rng(4)
+    shots = [draw_shapes(rng, kinds) for kinds in LAYOUTS[:8]]
+    make_video(
+        tmp_path / "in" / "clip.mp4",
+        n=8,
+        size=(64, 64),
+        lossless=True,
+        frames=[np.array(img) for img, _ in shots],
+    )
+    for i, (img, _) in enumerate(shots[:3]):
+        img.save(tmp_path / "in" / f"still_{i}.png")
+    files = list_input(str(tmp_path / "in"))
+    filelist.write(str(tmp_path / "clean"), files)
+    truth = {video_name: shapes for video_name, (_, shapes) in zip(files.names[:8], shots, strict=True)}
+    truth |= {f"still_{i}.png": shots[i][1] for i in range(3)}
+    metas = []
+    for workers in (0, 2):
+        settings = _model_settings(tmp_path, tiny_detector, num_workers=workers)
+        cfg = {"pretagging": True, "pretagging_debug": True, "settings": settings}
+        metas.append(run_pretag(str(tmp_path / "clean"), str(tmp_path / f"p{workers}"), cfg))
+    recs = [list(preds_io.iter_records(str(tmp_path / f"p{w}"))) for w in (0, 2)]
+    assert [n for n, _ in recs[0]] == files.names and recs[0] == recs[1]
+    assert files.names[0] == "clip-0-mp4.png" and all(m["failed"] == [] for m in metas)
+    tp = sum(match(truth[n], ps)[0] for n, ps in recs[0])
+    assert tp >= 0.8 * sum(len(s) for s in truth.values())
+    debug = sorted(p.name for p in (tmp_path / "p0" / "debug").iterdir())
+    assert "clip-0-mp4.jpg" in debug and len(debug) == 11
+    assert Image.open(tmp_path / "p0" / "debug" / "clip-0-mp4.jpg").size == (64, 64)

@@ -288,3 +288,15 @@ def test_export_without_pretagging_says_so(tmp_path):
         not (tmp_path / "run" / "pretagging").exists()
         and not (tmp_path / "run" / "data" / "weak_labels.json").exists()
     )
+
+
+def test_debug_drawing_survives_degenerate_boxes():
+    """Detectors emit sub-pixel and zero-size boxes, at the border too: drawing them must not fail."""
+    img = Image.new("RGB", (32, 24), (0, 0, 0))  # (the sub-pixel box once made PIL raise "y1 < y0")
+    preds = [
+        {"category_id": 3, "bbox": [0.0, 15.4, 0.75, 0.6], "score": 0.1},  # 15.4 + 1 - 1 < 15.4 in floats
+        {"category_id": 0, "bbox": [31.9, 23.9, 0.0, 0.0], "score": 0.2},
+        {"category_id": 1, "bbox": [0.0, 0.0, 32.0, 24.0], "score": 1.0},
+    ]
+    out = pretag.draw_boxes(img, preds, {1: "dog"})
+    assert out.size == img.size and np.asarray(out).max() > 0 and np.asarray(img).max() == 0
