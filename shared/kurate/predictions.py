@@ -175,7 +175,7 @@ def iter_records(path: str) -> Iterator[tuple[str, list[Prediction]]]:
         for line in fh:
             if line.strip():
                 rec = json.loads(line)
-                yield str(rec["file_name"]), list(rec["predictions"])
+                yield str(rec["file_name"]), rec["predictions"]
 
 
 def debug_dir(path: str) -> str:

@@ -23,7 +23,7 @@ SCORERS = ("object-frequency",)
 
 def object_frequency(categories: Iterable[int], frequency_penalty: float) -> float:
     """Raw score of one image from the class ids of its objects (0 for an image without objects)."""
-    counts = Counter(int(c) for c in categories)
+    counts = Counter(categories)
     return float(sum(1.0 + (n - 1) * frequency_penalty for n in counts.values()))
 
 
@@ -75,7 +75,7 @@ def score_samples(
     for name, ps in preds_io.iter_records(predictions_path):
         i = pos.get(name)
         if i is not None:
-            raw[i] = object_frequency((p["category_id"] for p in ps), frequency_penalty)
+            raw[i] = object_frequency([p["category_id"] for p in ps], frequency_penalty)
             found += 1
     weights = rescale(raw, float(min_score))
     info = {

@@ -9,6 +9,7 @@ import pytest
 
 from kurate import embeddings_io, filelist
 from kurate import predictions as preds_io
+from kurate.filelist import FileList
 from kurate.phases.select import run_select
 from kurate.scorer import object_frequency, rescale, score_samples
 from kurate.select import coreset_with_info, random_selection
@@ -173,3 +174,40 @@ def test_select_without_predictions_is_unweighted_and_logs_it(scored_set, caplog
     assert filelist.read(str(tmp / "s1")).names == filelist.read(str(tmp / "s2")).names
     meta = json.loads((tmp / "s2" / "meta.json").read_text())
     assert "pretagging=False" in meta["extra"]["scorer"]["reason"]
+
+
+def test_sequence_blocks_weigh_the_mean_score_of_their_frames(tmp_path):
+    """selected_sequence_length=4: a block's weight is its frames' mean score; whole blocks come out."""
+    names, video, frame, recs = [], [], [], {}
+    for v, n_obj in (("busy.mp4", 3), ("calm.mp4", 0)):
+        for f in range(16):
+            name = f"{v[:-4]}-{f:02d}-mp4.png"
+            names.append(name)
+            video.append(v)
+            frame.append(str(f))
+            # busy: 3 classes in every frame but one per block; calm: nothing
+            recs[name] = [_box(c) for c in range(n_obj)] if f % 4 else []
+    x = np.concatenate([np.eye(4, 8, dtype=np.float32)[np.arange(16) // 4]] * 2)  # 4 block directions, twice
+    x[16:] = -x[16:]
+    embeddings_io.write_embeddings(str(tmp_path / "emb"), names, x, {"root": "/d", "source": "test"})
+    files = FileList(
+        root="/d", names=names, columns={"video": video, "frame": frame}, extra={"input_count": 32}
+    )
+    filelist.write(str(tmp_path / "files"), files)
+    pred = _artifact(tmp_path / "pred", recs)
+    cfg = {
+        "stopping_condition": {"n_samples": 16},
+        "selected_sequence_length": 4,
+        "scorer_config": {"frequency_penalty": 0.25, "min_score": 0.2},
+    }
+    # Unit block points: busy blocks at e0..e3 (weight mean(0.2, 1, 1, 1) = 0.8), calm ones at -e0..-e3 (0.2).
+    # Unweighted farthest-first: e0, then -e0 (distance 2), then e1, e2 (ties at sqrt 2, lowest index).
+    # Weighted: a busy block at sqrt 2 x 0.8 always beats a calm one at <= 2 x 0.2: the four busy blocks.
+    extra = run_select(str(tmp_path / "emb"), str(tmp_path / "files"), str(tmp_path / "sel"), cfg, pred)
+    sel = filelist.read(str(tmp_path / "sel"))
+    assert len(sel.names) == 16 and extra["scorer"]["active"]
+    assert sorted(sel.names) == sorted(n for n in names if n.startswith("busy"))
+    plain = {**cfg, "scorer": ""}
+    run_select(str(tmp_path / "emb"), str(tmp_path / "files"), str(tmp_path / "u"), plain, pred)
+    unweighted = filelist.read(str(tmp_path / "u")).names
+    assert sum(n.startswith("busy") for n in unweighted) == 12 and len(unweighted) == 16
