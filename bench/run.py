@@ -28,6 +28,7 @@ BENCHES: list[str] = [
     "shard_merge_bench",
     "storage_bench",
     "datapool_bench",
+    "pretag_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

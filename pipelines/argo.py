@@ -18,7 +18,14 @@ from kurate.pipelines.curation import DESCRIPTION, PIPELINE_NAME
 Kind = Literal["Workflow", "WorkflowTemplate"]
 IN = "/tmp/kurate/in"
 OUT = "/tmp/kurate/out"
-CONFIG_PARAMETERS = ("ingest_config", "check_config", "embed_config", "select_config", "export_config")
+CONFIG_PARAMETERS = (
+    "ingest_config",
+    "check_config",
+    "embed_config",
+    "pretag_config",
+    "select_config",
+    "export_config",
+)
 SHARD_KEY = "{{workflow.name}}/embed-shards"
 
 
@@ -106,25 +113,34 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
     ) as workflow:
         ingest = phase("ingest", "ingest", "ingest", [], ["files"])
         check = phase("check", "check", "check", ["files"], ["clean", "corrupt", "duplicates"])
-        gpu: dict[str, Any] = {}
-        embed_kw: dict[str, Any] = {}
-        if opts.gpu_count > 0:
-            gpu = {"gpus": opts.gpu_count, "gpu_flag": opts.gpu_resource}
-        if opts.tolerates:
-            embed_kw["tolerations"] = [
-                Toleration(
-                    key=opts.gpu_toleration_key,
-                    operator="Equal" if opts.gpu_toleration_value else "Exists",
-                    value=opts.gpu_toleration_value or None,
-                    effect=opts.gpu_toleration_effect or None,
-                )
-            ]
-        if opts.shm:
-            embed_kw["volumes"] = [
-                EmptyDirVolume(
-                    name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=Quantity(opts.shm_size)
-                )
-            ]
+
+        def gpu_settings(count: int) -> tuple[dict[str, Any], dict[str, Any]]:
+            """GPU resources and pod settings (toleration, /dev/shm) of a task with ``count`` GPUs."""
+            gpu: dict[str, Any] = {}
+            kw: dict[str, Any] = {}
+            if count > 0:
+                gpu = {"gpus": count, "gpu_flag": opts.gpu_resource}
+            if opts.tolerates_with(count):
+                kw["tolerations"] = [
+                    Toleration(
+                        key=opts.gpu_toleration_key,
+                        operator="Equal" if opts.gpu_toleration_value else "Exists",
+                        value=opts.gpu_toleration_value or None,
+                        effect=opts.gpu_toleration_effect or None,
+                    )
+                ]
+            if opts.shm:
+                kw["volumes"] = [
+                    EmptyDirVolume(
+                        name="dshm",
+                        mount_path="/dev/shm",
+                        medium="Memory",
+                        size_limit=Quantity(opts.shm_size),
+                    )
+                ]
+            return gpu, kw
+
+        gpu, embed_kw = gpu_settings(opts.gpu_count)
         embed = phase(
             "embed",
             "embed",
@@ -162,12 +178,14 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
             outputs=[Artifact(name="embeddings", path=f"{OUT}/embeddings")],
             resources=Resources(cpu_request=opts.cpu["merge"], memory_request=opts.memory["merge"]),
         )
-        select = phase("select", "select", "select", ["embeddings", "files"], ["selection"])
+        pretag_gpu, pretag_kw = gpu_settings(opts.pretag_gpu_count)
+        pretag = phase("pretag", "pretag", "pretag", ["clean"], ["predictions"], gpu=pretag_gpu, **pretag_kw)
+        select = phase("select", "select", "select", ["embeddings", "files", "predictions"], ["selection"])
         export = phase(
             "export",
             "export",
             "export",
-            ["files", "clean", "corrupt", "duplicates", "embeddings", "selection"],
+            ["files", "clean", "corrupt", "duplicates", "embeddings", "selection", "predictions"],
             [],
         )
 
@@ -199,10 +217,21 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
             )
             Task(name="merge", template=merge, dependencies=["embed"])
             Task(
+                name="pretag",
+                template=pretag,
+                arguments=[cfg("pretag"), art("clean", "check")],
+                dependencies=["check"],
+            )
+            Task(
                 name="select",
                 template=select,
-                arguments=[cfg("select"), art("embeddings", "merge"), art("files", "ingest")],
-                dependencies=["ingest", "merge"],
+                arguments=[
+                    cfg("select"),
+                    art("embeddings", "merge"),
+                    art("files", "ingest"),
+                    art("predictions", "pretag"),
+                ],
+                dependencies=["ingest", "merge", "pretag"],
             )
             Task(
                 name="export",
@@ -215,8 +244,9 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
                     art("duplicates", "check"),
                     art("embeddings", "merge"),
                     art("selection", "select"),
+                    art("predictions", "pretag"),
                 ],
-                dependencies=["ingest", "check", "merge", "select"],
+                dependencies=["ingest", "check", "merge", "pretag", "select"],
             )
     return workflow
 

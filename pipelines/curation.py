@@ -1,4 +1,4 @@
-"""The curation DAG: ingest → check → embed (sharded) → select → export, wired by typed artifacts.
+"""The curation DAG: ingest → check → embed (sharded) + pretag → select → export, wired by typed artifacts.
 
 One definition for every KFP target. :func:`build_pipeline` adds what a target needs on top:
 
@@ -25,6 +25,7 @@ from kurate.components.embed.component import embed
 from kurate.components.export.component import export
 from kurate.components.ingest.component import ingest
 from kurate.components.merge.component import merge
+from kurate.components.pretag.component import pretag
 from kurate.components.select.component import select
 from kurate.components.shards.component import shards
 
@@ -49,18 +50,22 @@ def _cluster(task: dsl.PipelineTask, name: str, image: str, opts: ClusterOptions
         task.set_cpu_limit(opts.cpu[name]).set_memory_limit(opts.memory[name])
 
 
-def _gpu(task: dsl.PipelineTask, opts: ClusterOptions, target: Target) -> None:
-    """The embed task's accelerator, GPU toleration and shared memory (none of them when gpu_count is 0)."""
+def _gpu(task: dsl.PipelineTask, opts: ClusterOptions, target: Target, gpus: int | None = None) -> None:
+    """A GPU task's accelerator, GPU toleration and shared memory (none of them with 0 GPUs).
+
+    embed requests ``gpu_count`` GPUs, pretag ``pretag_gpu_count`` (``gpus``).
+    """
     if target == "local":
         return
-    if opts.gpu_count > 0:
+    count = opts.gpu_count if gpus is None else gpus
+    if count > 0:
         accelerator = opts.gpu_resource if target == "kfp" else opts.vertex_accelerator
-        task.set_accelerator_type(accelerator).set_accelerator_limit(opts.gpu_count)
+        task.set_accelerator_type(accelerator).set_accelerator_limit(count)
     if target != "kfp":
         return
     from kfp import kubernetes
 
-    if opts.tolerates:
+    if opts.tolerates_with(count):
         kubernetes.add_toleration(
             task,
             key=opts.gpu_toleration_key,
@@ -87,6 +92,7 @@ def build_pipeline(
         ingest_config: str,
         check_config: str,
         embed_config: str,
+        pretag_config: str,
         select_config: str,
         export_config: str,
         embed_shards: int = opts.embed_shards,
@@ -112,8 +118,15 @@ def build_pipeline(
         merged = merge(shards=dsl.Collected(embedded.outputs["embeddings"])).set_display_name("merge")
         _cluster(merged, "merge", "base", opts, target)
 
+        tagged = pretag(config=pretag_config, clean=checked.outputs["clean"]).set_display_name("pretag")
+        _cluster(tagged, "pretag", "pretag", opts, target)
+        _gpu(tagged, opts, target, opts.pretag_gpu_count)
+
         selected = select(
-            config=select_config, embeddings=merged.outputs["embeddings"], files=listed.outputs["files"]
+            config=select_config,
+            embeddings=merged.outputs["embeddings"],
+            files=listed.outputs["files"],
+            predictions=tagged.outputs["predictions"],
         ).set_display_name("select")
         _cluster(selected, "select", "select", opts, target)
         exported = export(
@@ -124,6 +137,7 @@ def build_pipeline(
             duplicates=checked.outputs["duplicates"],
             embeddings=merged.outputs["embeddings"],
             selection=selected.outputs["selection"],
+            predictions=tagged.outputs["predictions"],
         ).set_display_name("export")
         exported.set_caching_options(False)  # writes outside the artifact store: always run
         _cluster(exported, "export", "export", opts, target)

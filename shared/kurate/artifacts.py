@@ -17,3 +17,7 @@ class FileListArtifact(dsl.Dataset):
 
 class EmbeddingsArtifact(dsl.Dataset):
     """Embeddings: ``embeddings.npy`` (float32 N x d) + ``filenames.csv`` + ``meta.json``."""
+
+
+class PredictionsArtifact(dsl.Dataset):
+    """Object predictions: ``meta.json`` + ``predictions.jsonl`` (+ ``debug/``); see kurate.predictions."""

@@ -19,12 +19,13 @@ from typing import Any
 from kurate import images, sharding
 from kurate.errors import ConfigError
 
-#: Tasks with their own resource settings: the five phases and the two steps of sharded embedding.
-RESOURCE_TASKS = ("ingest", "check", "embed", "select", "export", "shards", "merge")
+#: Tasks with their own resource settings: the phases and the two steps of sharded embedding.
+RESOURCE_TASKS = ("ingest", "check", "embed", "pretag", "select", "export", "shards", "merge")
 DEFAULT_CPU = {
     "ingest": "1",
     "check": "2",
     "embed": "4",
+    "pretag": "4",
     "select": "2",
     "export": "2",
     "shards": "100m",
@@ -34,6 +35,7 @@ DEFAULT_MEMORY = {
     "ingest": "1Gi",
     "check": "4Gi",
     "embed": "16Gi",
+    "pretag": "16Gi",
     "select": "8Gi",
     "export": "4Gi",
     "shards": "128Mi",
@@ -81,7 +83,7 @@ class ClusterOptions:
     gpu_count: int = _opt(1, "GPUs the embed task requests (0: CPU only, no GPU request or toleration)")
     gpu_resource: str = _opt("nvidia.com/gpu", "Kubernetes resource name of the GPU (kfp and argo targets)")
     gpu_toleration_key: str = _opt(
-        "nvidia.com/gpu", "taint key of the GPU nodes that embed tolerates ('' = none)"
+        "nvidia.com/gpu", "taint key of the GPU nodes that embed and pretag tolerate ('' = none)"
     )
     gpu_toleration_value: str = _opt(
         "", "taint value to match (operator Equal); '' tolerates any value (Exists)"
@@ -89,10 +91,15 @@ class ClusterOptions:
     gpu_toleration_effect: str = _opt(
         "NoSchedule", "taint effect tolerated: NoSchedule, PreferNoSchedule, NoExecute or '' (all)"
     )
-    vertex_accelerator: str = _opt(
-        "NVIDIA_TESLA_T4", "Vertex AI accelerator type of the embed task (vertex target)"
+    pretag_gpu_count: int = _opt(
+        1, "GPUs the pretag task requests (0: CPU only; runs with pretagging=False need none)"
     )
-    shm_size: str = _opt("2Gi", "size of the memory-backed /dev/shm of the embed task ('0' = none)")
+    vertex_accelerator: str = _opt(
+        "NVIDIA_TESLA_T4", "Vertex AI accelerator type of the embed and pretag tasks (vertex target)"
+    )
+    shm_size: str = _opt(
+        "2Gi", "size of the memory-backed /dev/shm of the embed and pretag tasks ('0' = none)"
+    )
     embed_shards: int = _opt(1, "default of the run parameter embed_shards (parallel embed tasks)")
     cpu: dict[str, str] = _opt(
         lambda: dict(DEFAULT_CPU), "CPU request per task, e.g. embed=8,check=4", mapping=True
@@ -117,7 +124,11 @@ class ClusterOptions:
     @property
     def tolerates(self) -> bool:
         """Whether the embed task gets a GPU toleration."""
-        return self.gpu_count > 0 and bool(self.gpu_toleration_key)
+        return self.tolerates_with(self.gpu_count)
+
+    def tolerates_with(self, gpus: int) -> bool:
+        """Whether a task requesting ``gpus`` GPUs gets the GPU toleration (embed, pretag)."""
+        return gpus > 0 and bool(self.gpu_toleration_key)
 
     @property
     def shm(self) -> bool:
@@ -160,7 +171,10 @@ def validate(o: ClusterOptions) -> None:
         )
     if isinstance(o.gpu_count, bool) or not isinstance(o.gpu_count, int) or not 0 <= o.gpu_count <= 16:
         raise ConfigError(_where("gpu_count"), f"got {o.gpu_count!r}; allowed: an integer from 0 to 16")
-    if o.gpu_count and not _LABEL_KEY.match(o.gpu_resource):
+    pg = o.pretag_gpu_count
+    if isinstance(pg, bool) or not isinstance(pg, int) or not 0 <= pg <= 16:
+        raise ConfigError(_where("pretag_gpu_count"), f"got {pg!r}; allowed: an integer from 0 to 16")
+    if (o.gpu_count or pg) and not _LABEL_KEY.match(o.gpu_resource):
         raise ConfigError(
             _where("gpu_resource"), f"got {o.gpu_resource!r}; allowed: a resource name like nvidia.com/gpu"
         )

@@ -53,6 +53,7 @@ class RunInputs:
     emb_meta: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)  # phase → times (kurate.timing)
     seen: filelist.FileList | None = None  # already in the datapool: not processed (check phase)
+    predictions: str = ""  # the pretag artifact ('' = none: no pretagging outputs)
 
 
 def is_complete(run_dir: str) -> bool:
@@ -244,6 +245,8 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         inputs, ddir, config, sampled_set, set(corrupt_names), set(duplicate_names)
     )
 
+    pretag_report = _pretagging_outputs(inputs, run_dir, config, sampled)
+
     if config.get("config_yaml"):
         storage.write_text(storage.join(run_dir, "config", "config.yaml"), str(config["config_yaml"]))
     # The datapool is committed before report.json: if another run committed first, this run stops
@@ -276,7 +279,10 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "selected": len(sampled),
             "stop_reason": sel_extra.get("stop_reason"),
             "normalized_embeddings": sel_extra.get("normalized"),
+            "scorer": sel_extra.get("scorer")
+            or {"active": False, "reason": "the selection did not record a scorer"},
         },
+        "pretagging": pretag_report,
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
         **({"videos": videos_report} if videos_report else {}),
         **({"datapool": pool_report} if pool_report else {}),
@@ -362,6 +368,61 @@ def update_datapool(
     return section
 
 
+def _pretagging_outputs(
+    inputs: RunInputs, run_dir: str, config: dict[str, Any], sampled: list[str]
+) -> dict[str, Any]:
+    """Write pretagging's outputs and return the report's section (objects per class, input vs selection).
+
+    ``pretagging/predictions.jsonl`` + ``schema.json`` (Lightly's record and schema layout),
+    ``pretagging/debug/`` (pretagging_debug), ``data/weak_labels.json`` (append_weak_labels).
+    """
+    from kurate import predictions as preds_io
+    from kurate import pretag
+
+    meta = preds_io.read_meta(inputs.predictions)
+    if not meta.get("active"):
+        return {"active": False, "reason": meta.get("reason", "no predictions")}
+    src = inputs.predictions
+    pdir = storage.join(run_dir, "pretagging")
+    storage.write_bytes(
+        storage.join(pdir, "predictions.jsonl"), storage.read_bytes(storage.join(src, preds_io.LINES))
+    )
+    schema = {"task_type": preds_io.TASK_TYPE, "categories": meta.get("categories", [])}
+    storage.write_text(storage.join(pdir, "schema.json"), json.dumps(schema, indent=1))
+    debug_src = preds_io.debug_dir(src)
+    debug_files = sorted(storage.list_files(debug_src)) if storage.exists(debug_src) else []
+    for rel in debug_files:
+        storage.write_bytes(
+            storage.join(pdir, "debug", rel), storage.read_bytes(storage.join(debug_src, rel))
+        )
+    counts = pretag.class_counts(src, set(sampled))
+    section: dict[str, Any] = {
+        "active": True,
+        "source": meta.get("source", ""),
+        "categories": meta.get("categories", []),
+        "score_threshold": meta.get("score_threshold"),
+        "samples": meta.get("count", 0),
+        "objects": meta.get("objects", 0),
+        "samples_with_objects": meta.get("samples_with_objects", 0),
+        "missing": meta.get("missing", 0),
+        "bad_files": meta.get("bad_file_count", 0),
+        "failed": len(meta.get("failed", [])),
+        "device": meta.get("device"),
+        "classes": counts,
+        "predictions": "pretagging/predictions.jsonl",
+        "debug_images": "pretagging/debug/" if debug_files else None,
+        "debug_image_count": len(debug_files),
+        "weak_labels": None,
+    }
+    if config.get("append_weak_labels", False):
+        sc = inputs.selection.columns.get("score")
+        scores = {n: float(v) for n, v in zip(inputs.selection.names, sc, strict=True)} if sc else None
+        data = pretag.weak_labels(src, sampled, scores)
+        storage.write_text(storage.join(run_dir, "data", "weak_labels.json"), json.dumps(data, indent=1))
+        section["weak_labels"] = "data/weak_labels.json"
+    return section
+
+
 def _frame_locations(files: filelist.FileList) -> dict[str, tuple[str, int]]:
     """Video-frame sample name -> (video file, frame number), from the ingest list's columns."""
     if "video" not in files.columns:
@@ -417,9 +478,15 @@ def _videos_report(
 
 
 def read_inputs(
-    files_in: str, clean_in: str, corrupt_in: str, duplicates_in: str, embeddings_in: str, selection_in: str
+    files_in: str,
+    clean_in: str,
+    corrupt_in: str,
+    duplicates_in: str,
+    embeddings_in: str,
+    selection_in: str,
+    predictions_in: str = "",
 ) -> RunInputs:
-    """Load every artifact export needs."""
+    """Load every artifact export needs (the predictions are read when used: they can be large)."""
     from kurate import datapool
 
     names, x, meta = embeddings_io.read_embeddings(embeddings_in, mmap=False)
@@ -433,5 +500,8 @@ def read_inputs(
         emb_names=list(names),
         embeddings=np.asarray(x),
         emb_meta=dict(meta),
-        phases=timing.collect([files_in, clean_in, embeddings_in, selection_in]),
+        phases=timing.collect(
+            [p for p in (files_in, clean_in, embeddings_in, predictions_in, selection_in) if p]
+        ),
+        predictions=predictions_in,
     )

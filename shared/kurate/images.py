@@ -12,7 +12,7 @@ import sys
 from kurate import __version__
 
 DEFAULT_REGISTRY = "ghcr.io/kurate"
-PHASES = ("ingest", "check", "embed", "select", "export")
+PHASES = ("ingest", "check", "embed", "pretag", "select", "export")
 #: Every image, base first (the others build on it). ``base`` runs the shard and merge steps.
 IMAGES = ("base", *PHASES)
 

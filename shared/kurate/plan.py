@@ -13,11 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kurate import export, storage
+from kurate import export, pretag, storage
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
 
-TASKS = ("ingest", "check", "embed", "select", "export")
+TASKS = ("ingest", "check", "embed", "pretag", "select", "export")
 
 
 @dataclass
@@ -86,6 +86,7 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
 
     data = redacted(cfg)
     tasks = {t: phase_config(cfg, t) for t in ("ingest", "check", "embed", "select", "export", "report")}
+    tasks["pretag"] = _pretag_task(cfg, rel)
     tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
     tasks["check"]["max_image_pixels"] = int(cfg.corruptness_check.max_image_pixels)
     lc = cfg.lightly
@@ -104,6 +105,7 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     tasks["select"]["seed"] = int(cfg.lightly.seed)
     _datapool_keys(cfg, tasks, input_dir, output_dir, run_dir)
     tasks["export"].update(tasks.pop("report"))
+    tasks["export"]["append_weak_labels"] = bool(cfg.append_weak_labels)
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
@@ -150,4 +152,22 @@ def _datapool_keys(
         "upload_dataset": bool(cfg.upload_dataset),
         "checkpoint": storage.resolve_relative(str(cfg.checkpoint), output_dir),
         "run_id": run_dir.rstrip("/").rsplit("/", 1)[-1],
+    }
+
+
+def _pretag_task(cfg: DictConfig, rel: Any) -> dict[str, Any]:
+    """The pretag task's keys: off, or on with the settings file read and validated now.
+
+    A bad file stops the run before anything happens, and editing it reruns pretagging instead of
+    reusing a cached result.
+    """
+    if not cfg.pretagging:
+        return {"pretagging": False}
+    path = rel(str(cfg.pretagging_config))
+    return {
+        "pretagging": True,
+        "pretagging_debug": bool(cfg.pretagging_debug),
+        "pretagging_config": path,
+        "settings": pretag.load_settings(path),
+        "max_image_pixels": int(cfg.corruptness_check.max_image_pixels),
     }

@@ -55,7 +55,15 @@ MAX_VIDEOS = 24
 #: Lightly's frame names: ``<video stem>-<frame index>-<video extension>.png`` (spec, "Frame names").
 FRAME_RE = re.compile(r"^(?P<stem>.+)-(?P<frame>\d+)-(?P<ext>mp4|mov|avi|mkv|webm|m4v)\.png$", re.IGNORECASE)
 
-SELECTION_KEYS = ("method", "requested", "min_distance", "selected", "stop_reason", "normalized_embeddings")
+SELECTION_KEYS = (
+    "method",
+    "requested",
+    "min_distance",
+    "selected",
+    "stop_reason",
+    "normalized_embeddings",
+    "scorer",
+)
 
 COLORS = {
     "selected": "#2563eb",
@@ -913,6 +921,8 @@ def _context(
         "partition": partition,
         "selected_pct": 100.0 * int(counts["selected"]) / n_emb,
         "selection": sel,
+        "scorer": sel.get("scorer") or {"active": False, "reason": "not recorded"},
+        "pretagging": summary.get("pretagging") or {"active": False, "reason": "not recorded"},
         "warnings": [*summary.get("warnings", []), *_weights_warning(inputs.emb_meta)],
         "ignored": {k: ignored.get(k, 0) for k in ("other_extensions", "videos")},
         "phases": phases,

@@ -13,7 +13,7 @@ import yaml
 from kurate.cluster import ClusterOptions, from_sources
 
 GOLDEN = Path(__file__).parent / "golden"
-PHASES = ["ingest", "check", "embed", "select", "export"]
+PHASES = ["ingest", "check", "embed", "pretag", "select", "export"]
 
 
 def options(**overrides: Any) -> ClusterOptions:

@@ -232,18 +232,25 @@ def test_gpu_toleration_shm_and_resources(compiled):
     assert embed["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert embed["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
     assert embed["container"]["volumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
+    pretag = t["pretag"]
+    assert pretag["container"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert pretag["tolerations"] == embed["tolerations"] and pretag["volumes"] == embed["volumes"]
     for name in [*PHASES, "merge"]:
         req = t[name]["container"]["resources"]["requests"]
         assert req["cpu"] and req["memory"], name
-        if name != "embed":
+        if name not in ("embed", "pretag"):
             assert "tolerations" not in t[name] and "limits" not in t[name]["container"]["resources"]
     assert doc["spec"]["securityContext"] == {"runAsNonRoot": True}
 
 
 def test_cpu_only_and_gcs_options():
-    doc = workflow_dict(options(gpu_count=0, argo_artifact_store="gcs", pod_labels={"team": "vision"}))
+    doc = workflow_dict(
+        options(gpu_count=0, pretag_gpu_count=0, argo_artifact_store="gcs", pod_labels={"team": "vision"})
+    )
     embed = _templates(doc)["embed"]
     assert "limits" not in embed["container"]["resources"] and "tolerations" not in embed
+    pretag = _templates(doc)["pretag"]
+    assert "limits" not in pretag["container"]["resources"] and "tolerations" not in pretag
     assert (
         "gcs" in embed["outputs"]["artifacts"][0]
         and "gcs" in _templates(doc)["merge"]["inputs"]["artifacts"][0]
@@ -284,27 +291,39 @@ EMBED = {
 def test_runs_sharded_and_equals_unsharded(compiled, tmp_path, image_folder, embedder):
     """The compiled YAML's own commands, 2 embed shards through repository keys, then the merge: the same
     embeddings (within 1e-5) and selection as the library's unsharded run. ``precomputed`` feeds a
-    Lightly embeddings.csv (no torch in the steps, fast); ``model`` embeds with the ResNet."""
+    Lightly embeddings.csv (no torch in the steps, fast); ``model`` embeds with the ResNet. The pretag
+    step reads a predictions file, so select is weighted and export writes weak labels."""
     from kurate.phases.check import run_check
     from kurate.phases.embed import run_embed
     from kurate.phases.ingest import run_ingest
+    from kurate.phases.pretag import run_pretag
     from kurate.phases.select import run_select
 
     data = image_folder(n=9, n_dup=1)
+    box = {"category_id": 1, "bbox": [1, 1, 4, 4], "score": 0.9}
+    lines = [{"file_name": n, "predictions": [box] * (i % 3)} for i, n in enumerate(sorted(data.images))]
+    (tmp_path / "preds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (tmp_path / "pretag.yaml").write_text(f"source: predictions\npredictions: {tmp_path / 'preds.jsonl'}\n")
+    pretag_cfg = {"pretagging": True, "pretagging_config": str(tmp_path / "pretag.yaml")}
     embed_cfg = EMBED
     if embedder == "precomputed":
         names = sorted(data.images)
         vectors = np.random.default_rng(3).standard_normal((len(names), 8)).astype(np.float32)
         embeddings_io.write_lightly_csv(str(tmp_path / "pre.csv"), names, vectors)
         embed_cfg = {"embeddings": str(tmp_path / "pre.csv")}
-    select_cfg = {"method": "coreset", "stopping_condition": {"n_samples": 4, "min_distance": -1}}
+    select_cfg = {
+        "method": "coreset",
+        "stopping_condition": {"n_samples": 4, "min_distance": -1},
+        "scorer_config": {"frequency_penalty": 0.5, "min_score": 0.2},
+    }
     run_dir = tmp_path / "out" / "run"
     params = {
         "ingest_config": json.dumps({"input_dir": str(data.root)}),
         "check_config": json.dumps({"remove_exact_duplicates": True, "workers": 1}),
         "embed_config": json.dumps(embed_cfg),
+        "pretag_config": json.dumps(pretag_cfg),
         "select_config": json.dumps(select_cfg),
-        "export_config": json.dumps({"run_output": str(run_dir)}),
+        "export_config": json.dumps({"run_output": str(run_dir), "append_weak_labels": True}),
         "embed_shards": "2",
     }
     (doc,) = docs(compiled["Workflow"])
@@ -316,16 +335,21 @@ def test_runs_sharded_and_equals_unsharded(compiled, tmp_path, image_folder, emb
     run_ingest(str(lib / "files"), {"input_dir": str(data.root)})
     run_check(str(lib / "files"), str(lib / "clean"), str(lib / "corrupt"), str(lib / "dups"), {"workers": 1})
     run_embed(str(lib / "clean"), str(lib / "emb"), embed_cfg)
-    run_select(str(lib / "emb"), str(lib / "files"), str(lib / "sel"), select_cfg)
+    run_pretag(str(lib / "clean"), str(lib / "pred"), pretag_cfg)
+    run_select(str(lib / "emb"), str(lib / "files"), str(lib / "sel"), select_cfg, str(lib / "pred"))
 
     names, x, meta = embeddings_io.read_embeddings(str(outs["merge"]["embeddings"]))
     want_names, want_x, _ = embeddings_io.read_embeddings(str(lib / "emb"))
     assert names == want_names == sorted(data.images) and meta["shards"] == 2
     np.testing.assert_allclose(x, want_x, atol=1e-5)
-    want_sel = filelist.read(str(lib / "sel")).names
-    assert filelist.read(str(outs["select"]["selection"])).names == want_sel
+    want = filelist.read(str(lib / "sel"))
+    got = filelist.read(str(outs["select"]["selection"]))
+    assert got.names == want.names and got.column("score") == want.column("score")
+    assert got.extra["scorer"]["active"] and len(set(got.column("score"))) > 1
     sampled = (run_dir / "filenames" / "sampled_filenames.txt").read_text().splitlines()
-    assert sorted(sampled) == sorted(want_sel) and (run_dir / "report.json").is_file()
+    assert sorted(sampled) == sorted(want.names) and (run_dir / "report.json").is_file()
+    weak = json.loads((run_dir / "data" / "weak_labels.json").read_text())
+    assert [s["file_name"] for s in weak["samples"]] == sorted(want.names)
 
 
 def test_a_failing_step_stops_the_workflow(compiled, tmp_path):

@@ -13,7 +13,7 @@ from kurate import images
 from kurate.pipelines.compile import FILES, compile_all, compile_kfp, compile_vertex, main
 from tests.compile.helpers import PHASES, assert_matches_golden, docs, options
 
-ROOT_TASKS = {"ingest", "check", "shards", "for-loop-1", "merge", "select", "export"}
+ROOT_TASKS = {"ingest", "check", "shards", "for-loop-1", "merge", "pretag", "select", "export"}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,9 @@ def test_kfp_tasks_images_and_dependencies(compiled):
     assert set(dag["check"]["dependentTasks"]) == {"ingest"}
     assert set(dag["for-loop-1"]["dependentTasks"]) == {"check", "shards"}
     assert set(dag["merge"]["dependentTasks"]) == {"for-loop-1"}
-    assert set(dag["select"]["dependentTasks"]) == {"merge", "ingest"}
-    assert set(dag["export"]["dependentTasks"]) == {"ingest", "check", "merge", "select"}
+    assert set(dag["pretag"]["dependentTasks"]) == {"check"}
+    assert set(dag["select"]["dependentTasks"]) == {"merge", "ingest", "pretag"}
+    assert set(dag["export"]["dependentTasks"]) == {"ingest", "check", "merge", "pretag", "select"}
     assert dag["ingest"]["cachingOptions"].get("enableCache") is not True
     # The fan-out: embed runs once per item of the shards task's list, merge collects them.
     loop = dag["for-loop-1"]
@@ -97,9 +98,23 @@ def test_kfp_artifact_types(compiled):
     assert out_types("comp-check") == {k: "system.Dataset" for k in ("clean", "corrupt", "duplicates")}
     assert out_types("comp-embed") == {"embeddings": "system.Dataset"}
     assert out_types("comp-merge") == {"embeddings": "system.Dataset"}
+    assert out_types("comp-pretag") == {"predictions": "system.Dataset"}
+    assert set(comps["comp-select"]["inputDefinitions"]["artifacts"]) == {
+        "embeddings",
+        "files",
+        "predictions",
+    }
     assert comps["comp-merge"]["inputDefinitions"]["artifacts"]["shards"]["isArtifactList"] is True
     ins = comps["comp-export"]["inputDefinitions"]
-    assert set(ins["artifacts"]) == {"files", "clean", "corrupt", "duplicates", "embeddings", "selection"}
+    assert set(ins["artifacts"]) == {
+        "files",
+        "clean",
+        "corrupt",
+        "duplicates",
+        "embeddings",
+        "selection",
+        "predictions",
+    }
     assert ins["parameters"]["config"]["parameterType"] == "STRING"
 
 
@@ -115,24 +130,39 @@ def test_kfp_resources_gpu_toleration_and_shm(compiled):
         and embed["accelerator"]["resourceCount"] == "1"
     )
     assert (embed["resourceCpuRequest"], embed["resourceMemoryRequest"]) == ("4", "16Gi")
+    pretag = _executor(spec, "comp-pretag")["resources"]
+    assert pretag["accelerator"]["resourceCount"] == "1", "pretag is GPU-tolerated like embed"
     assert not any(
-        "accelerator" in ex["container"]["resources"] for n, ex in execs.items() if n != "exec-embed"
+        "accelerator" in ex["container"]["resources"]
+        for n, ex in execs.items()
+        if n not in ("exec-embed", "exec-pretag")
     )
     platform = _platform(compiled["kfp"])
-    assert set(platform) == {"exec-embed"}
-    assert platform["exec-embed"]["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-    ]
-    assert platform["exec-embed"]["emptyDirMounts"] == [
-        {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "2Gi"}
-    ]
+    assert set(platform) == {"exec-embed", "exec-pretag"}
+    for ex in ("exec-embed", "exec-pretag"):
+        assert platform[ex]["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        assert platform[ex]["emptyDirMounts"] == [
+            {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "2Gi"}
+        ]
 
 
 def test_kfp_without_gpu_has_no_request_and_no_toleration(tmp_path):
-    path = Path(compile_kfp(str(tmp_path / "p.yaml"), options(gpu_count=0, shm_size="0")))
+    path = Path(compile_kfp(str(tmp_path / "p.yaml"), options(gpu_count=0, pretag_gpu_count=0, shm_size="0")))
     spec = _ir(path)
     assert "accelerator" not in _executor(spec, "comp-embed")["resources"]
+    assert "accelerator" not in _executor(spec, "comp-pretag")["resources"]
     assert len(docs(path)) == 1  # nothing left for kfp-kubernetes: no platform document at all
+
+
+def test_kfp_cpu_only_pretag_keeps_the_embed_gpu(tmp_path):
+    path = Path(compile_kfp(str(tmp_path / "p.yaml"), options(pretag_gpu_count=0)))
+    spec = _ir(path)
+    assert _executor(spec, "comp-embed")["resources"]["accelerator"]["resourceCount"] == "1"
+    assert "accelerator" not in _executor(spec, "comp-pretag")["resources"]
+    platform = _platform(path)
+    assert "tolerations" in platform["exec-embed"] and "tolerations" not in platform["exec-pretag"]
 
 
 def test_kfp_cluster_options_reach_the_spec(tmp_path):

@@ -35,7 +35,15 @@ from kurate.phases.select import run_select
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
-EXTRA_OF = {"base": None, "ingest": None, "check": None, "select": None, "embed": "embed", "export": "report"}
+EXTRA_OF = {
+    "base": None,
+    "ingest": None,
+    "check": None,
+    "select": None,
+    "embed": "embed",
+    "pretag": "pretag",
+    "export": "report",
+}
 
 
 def _hadolint() -> str:
@@ -345,3 +353,48 @@ def test_embed_image_is_cuda_capable_and_embeds_on_cpu(venv_dir, tmp_path, image
     assert meta["device"] == ("cuda" if available == "True" else "cpu")
     run_embed(str(a / "clean"), str(a / "here"), cfg, shard_index=1, shard_count=2)
     np.testing.assert_allclose(x, embeddings_io.read_embeddings(str(a / "here"))[1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_pretag_image_predicts_on_cpu_without_lightly(venv_dir, tmp_path):
+    """The pretag list: torch + torchvision, no lightly, no report extra; both prediction sources run."""
+    import torch
+
+    from kurate.detection import fcos_tiny, save_detector
+    from tests.detector_helpers import CATEGORIES, make_shapes_folder
+
+    py = _fresh_venv(venv_dir, "pretag")
+    _absent(py, "lightly", "matplotlib")
+    make_shapes_folder(tmp_path / "shapes", [[1], [2, 2], [1, 2]])
+    a = tmp_path / "a"
+    run_ingest(str(a / "files"), {"input_dir": str(tmp_path / "shapes")})
+    run_check(str(a / "files"), str(a / "clean"), str(a / "corrupt"), str(a / "dups"), {"workers": 1})
+    torch.manual_seed(0)
+    save_detector(str(tmp_path / "det.pt"), fcos_tiny(len(CATEGORIES)), "fcos_tiny", CATEGORIES)
+    (tmp_path / "model.yaml").write_text(
+        "source: model\narchitecture: fcos_tiny\ncheckpoint: det.pt\n"
+        "categories: [__background__, circle, square]\nscore_threshold: 0.0\n"
+    )
+    line = {"file_name": "shapes_001.png", "predictions": [{"category_id": 2, "bbox": [1, 2, 3, 4]}]}
+    (tmp_path / "p.jsonl").write_text(json.dumps(line) + "\n")
+    (tmp_path / "file.yaml").write_text("source: predictions\npredictions: p.jsonl\n")
+    for source in ("model", "file"):
+        cfg = {
+            "pretagging": True,
+            "pretagging_debug": True,
+            "pretagging_config": str(tmp_path / f"{source}.yaml"),
+        }
+        _run(
+            py,
+            "kurate.phases.pretag",
+            "--clean-in",
+            str(a / "clean"),
+            "--predictions-out",
+            str(a / source),
+            "--config",
+            json.dumps(cfg),
+        )
+        meta = json.loads((a / source / "meta.json").read_text())
+        assert meta["active"] and meta["count"] == 3 and meta["debug_images"] == 3
+    assert json.loads((a / "model" / "meta.json").read_text())["device"] == "cpu" or torch.cuda.is_available()
+    assert json.loads((a / "file" / "meta.json").read_text())["objects"] == 1

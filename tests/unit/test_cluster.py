@@ -49,11 +49,19 @@ def test_zero_gpus_means_no_toleration():
     assert not cluster.from_sources(environ={}, gpu_toleration_key="").tolerates
 
 
+def test_pretag_gpus_are_set_apart_from_embed():
+    o = cluster.from_sources(environ={"KURATE_PRETAG_GPU_COUNT": "0"})
+    assert o.pretag_gpu_count == 0 and o.gpu_count == 1
+    assert o.tolerates and not o.tolerates_with(o.pretag_gpu_count)
+    assert cluster.from_sources(environ={}).pretag_gpu_count == 1
+
+
 @pytest.mark.parametrize(
     "argv, flag",
     [
         (["--gpu-count", "two"], "--gpu-count"),
         (["--gpu-count", "-1"], "--gpu-count"),
+        (["--pretag-gpu-count", "17"], "--pretag-gpu-count"),
         (["--gpu-toleration-effect", "NoRun"], "--gpu-toleration-effect"),
         (["--vertex-accelerator", "RTX_4090"], "--vertex-accelerator"),
         (["--shm-size", "lots"], "--shm-size"),

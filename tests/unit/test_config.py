@@ -214,7 +214,6 @@ def test_training_with_embeddings_is_an_error():
     "override",
     [
         "enable_training=True",
-        "pretagging=True",
     ],
 )
 def test_not_yet_implemented_keys_fail_clearly(override):
@@ -284,6 +283,36 @@ def test_bad_location_names_the_key(override, key):
     with pytest.raises(ConfigError) as err:
         load.compose_config([*OK, override])
     assert err.value.key == key and "s3://bucket/prefix" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, key, says",
+    [
+        (["pretagging=True"], "pretagging_config", "needs a settings file"),
+        (["pretagging_debug=True"], "pretagging_debug", "needs pretagging=True"),
+        (["append_weak_labels=True"], "append_weak_labels", "needs pretagging=True"),
+        (["pretagging=True", "pretagging_config=s3://b/p.yaml"], "pretagging_config", "bucket"),
+    ],
+)
+def test_pretagging_keys_are_checked_at_start(overrides, key, says):
+    with pytest.raises(ConfigError) as err:
+        load.compose_config([*OK, *overrides])
+    assert err.value.key == key and says in str(err.value)
+    assert "not supported yet" not in str(err.value) or key == "pretagging_config"
+
+
+def test_pretagging_keys_are_accepted():
+    cfg = load.compose_config(
+        [
+            *OK,
+            "pretagging=True",
+            "pretagging_config=pretag.yaml",
+            "pretagging_debug=True",
+            "append_weak_labels=True",
+        ]
+    )
+    assert cfg.pretagging and cfg.pretagging_debug and cfg.append_weak_labels
+    assert not any(k.startswith(("pretagging", "append_weak")) for k, _, _ in load.NOT_SUPPORTED_YET)
 
 
 @pytest.mark.parametrize(

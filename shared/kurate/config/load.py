@@ -218,6 +218,16 @@ def validate(cfg: DictConfig) -> None:
     _need(bs >= 1, "lightly.loader.batch_size", f"got {bs!r}; allowed: an int >= 1")
     nw = cfg.lightly.loader.num_workers
     _need(nw >= -1, "lightly.loader.num_workers", f"got {nw!r}; allowed: -1 (all cores), 0, or more")
+    if not cfg.pretagging:
+        for key in ("pretagging_debug", "append_weak_labels"):
+            _need(not cfg[key], key, "needs pretagging=True (it uses the pretagging predictions)")
+    else:
+        _need(
+            bool(str(cfg.pretagging_config or "")),
+            "pretagging_config",
+            "missing; pretagging=True needs a settings file (YAML/JSON: a detector checkpoint or a "
+            "predictions file; see the README)",
+        )
     if cfg.enable_training and cfg.embeddings:
         raise ConfigError(
             "enable_training", "cannot train when precomputed embeddings are given; unset embeddings"
@@ -250,10 +260,6 @@ def validate(cfg: DictConfig) -> None:
 #: Keys that this version accepts but does not implement yet: (key, default value, issue).
 NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (
     ("enable_training", False, "training"),
-    ("pretagging", False, "pretagging"),
-    ("pretagging_debug", False, "pretagging"),
-    ("pretagging_config", "", "pretagging"),
-    ("append_weak_labels", False, "pretagging/weak labels"),
 )
 
 
@@ -264,6 +270,11 @@ def _check_not_supported_yet(cfg: DictConfig) -> None:
             raise NotSupportedYetError(
                 key, f"not supported yet ({what} is not implemented in this version); leave it at {default!r}"
             )
+    pc = str(cfg.pretagging_config or "")
+    if pc.startswith(SCHEMES):
+        raise NotSupportedYetError(
+            "pretagging_config", "bucket URIs (s3://, gs://) are not supported yet for the pretagging settings file"
+        )
 
 
 #: URI schemes kurate reads and writes (besides local paths).

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from kurate import datapool, embeddings_io, filelist, sequences
+from kurate import datapool, embeddings_io, filelist, scorer, sequences
 from kurate import select as selection
 from kurate.errors import ConfigError, SelectionError
 from kurate.phases import _entry
@@ -20,12 +20,17 @@ log = logging.getLogger("kurate.select")
 
 @timed("select", "selection_out")
 def run_select(
-    embeddings_in: str, files_in: str, selection_out: str, config: dict[str, Any]
+    embeddings_in: str,
+    files_in: str,
+    selection_out: str,
+    config: dict[str, Any],
+    predictions_in: str | None = None,
 ) -> dict[str, Any]:
     """Phase function: choose samples from ``embeddings_in`` and write them as a file list.
 
     ``files_in`` (the ingest list) is read for its header only: fractions of ``n_samples`` are of
-    the input size before corrupt and duplicate removal.
+    the input size before corrupt and duplicate removal. ``predictions_in`` (the pretag artifact) gives
+    the scorer's weights; without predictions the scorer is inactive and the selection unweighted.
     """
     input_size = int(filelist.read_meta(files_in)["extra"].get("input_count", 0))
     names, x, meta = embeddings_io.read_embeddings(embeddings_in)
@@ -78,17 +83,22 @@ def run_select(
         msg = f"requested {n_samples} samples but only {valid} valid samples exist: selecting all of them"
         log.warning(msg)
         warnings.append(msg)
+    scores = _scores(config, predictions_in, names)
+    weights = scores.weights
+    if weights is not None and length > 1:  # a block weighs the mean score of its frames
+        weights = np.array([float(np.mean(scores.weights[rows])) for rows in blocks.rows])  # type: ignore[index]
     method = str(config.get("method", "coreset"))
     seed = int(config.get("seed", 1))
     if method == "coreset":
         result = selection.coreset_with_info(
-            points, n_samples=n_points, min_distance=min_d, preselected_embeddings=pool
+            points, n_samples=n_points, min_distance=min_d, weights=weights, preselected_embeddings=pool
         )
     elif method == "random":
         result = selection.random_selection(
             len(points),
             n_points,
             seed=seed,
+            weights=weights,
             embeddings=points if min_d is not None else None,
             min_distance=min_d,
             preselected_embeddings=pool if min_d is not None else None,
@@ -101,13 +111,15 @@ def run_select(
     else:
         picked = [int(i) for i in result.indices]
         dists = [float(d) for d in result.pick_distances]
+    columns = {"index": [str(i) for i in picked], "pick_distance": [f"{d:.6g}" for d in dists]}
+    scorer_info = {"active": scores.active, "reason": scores.reason, **scores.info}
+    if scores.weights is not None:
+        columns["score"] = [f"{scores.weights[i]:.6g}" for i in picked]
+        scorer_info["mean_selected"] = float(np.mean(scores.weights[picked])) if picked else 0.0
     out = filelist.FileList(
         root=str(meta.get("root", "")),
         names=[names[i] for i in picked],
-        columns={
-            "index": [str(i) for i in picked],
-            "pick_distance": [f"{d:.6g}" for d in dists],
-        },
+        columns=columns,
         extra={
             "method": method,
             "requested": n_samples,
@@ -118,6 +130,7 @@ def run_select(
             "stop_reason": result.stop_reason,
             "normalized": normalized,
             "warnings": warnings,
+            "scorer": scorer_info,
             **seq_extra,
             **({"datapool": pool_info} if pool_info else {}),
         },
@@ -190,11 +203,51 @@ def _write_empty(
     return extra
 
 
+def _scores(config: dict[str, Any], predictions_in: str | None, names: list[str]) -> scorer.Scores:
+    """The scorer's weights for ``names``, or why it is inactive (said in the log and the report)."""
+    name = str(config.get("scorer", "object-frequency") or "")
+    sc = config.get("scorer_config") or {}
+    try:
+        scores = scorer.score_samples(
+            names,
+            predictions_in or "",
+            name,
+            float(sc.get("frequency_penalty", 0.25)),
+            float(sc.get("min_score", 0.9)),
+        )
+    except ValueError as exc:
+        raise ConfigError("scorer", str(exc)) from None
+    if scores.active:
+        info = scores.info
+        log.info(
+            "scorer %s: weights in [%.3g, 1] from %d sample(s) with predictions (raw scores %.3g..%.3g)",
+            name,
+            float(sc.get("min_score", 0.9)),
+            info["samples_with_predictions"],
+            info["raw_min"],
+            info["raw_max"],
+        )
+    else:
+        log.info("scorer %s inactive: %s", name or "(none)", scores.reason)
+    return scores
+
+
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.phases.select --embeddings-in P --files-in P --selection-out P --config JSON``."""
-    a = _entry.parse(argv, __doc__ or "", ["embeddings_in", "files_in"], ["selection_out"])
+    """``python -m kurate.phases.select --embeddings-in P --files-in P --selection-out P ...``.
+
+    Optional ``--predictions-in P`` (the pretag artifact, for the scorer); ``--config JSON``: the select keys.
+    """
+    a = _entry.parse(
+        argv,
+        __doc__ or "",
+        ["embeddings_in", "files_in"],
+        ["selection_out"],
+        options={"predictions_in": (str, "", "input artifact: predictions (pretag); weights the selection")},
+    )
     cfg = _entry.load_json_arg(a.config)
-    return _entry.run_main(lambda: run_select(a.embeddings_in, a.files_in, a.selection_out, cfg))
+    return _entry.run_main(
+        lambda: run_select(a.embeddings_in, a.files_in, a.selection_out, cfg, a.predictions_in or None)
+    )
 
 
 if __name__ == "__main__":
