@@ -258,9 +258,7 @@ def validate(cfg: DictConfig) -> None:
 
 
 #: Keys that this version accepts but does not implement yet: (key, default value, issue).
-NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (
-    ("enable_training", False, "training"),
-)
+NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (("enable_training", False, "training"),)
 
 
 def _check_not_supported_yet(cfg: DictConfig) -> None:
@@ -273,7 +271,8 @@ def _check_not_supported_yet(cfg: DictConfig) -> None:
     pc = str(cfg.pretagging_config or "")
     if pc.startswith(SCHEMES):
         raise NotSupportedYetError(
-            "pretagging_config", "bucket URIs (s3://, gs://) are not supported yet for the pretagging settings file"
+            "pretagging_config",
+            "bucket URIs (s3://, gs://) are not supported yet for the pretagging settings file",
         )
 
 
