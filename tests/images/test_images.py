@@ -35,14 +35,16 @@ from kurate.phases.select import run_select
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
-EXTRA_OF = {
-    "base": None,
-    "ingest": None,
-    "check": None,
-    "select": None,
-    "embed": "embed",
-    "pretag": "pretag",
-    "export": "report",
+# The extras each image installs besides the core: every phase that decodes videos (ingest counts
+# frames, check/embed/pretag/export decode them) needs the `video` extra (PyAV).
+EXTRA_OF: dict[str, tuple[str, ...]] = {
+    "base": (),
+    "ingest": ("video",),
+    "check": ("video",),
+    "select": (),
+    "embed": ("embed", "video"),
+    "pretag": ("pretag", "video"),
+    "export": ("report", "video"),
 }
 
 
@@ -143,9 +145,11 @@ def test_requirement_lists_are_core_plus_the_phase_extra():
     project = _pyproject()["project"]
     core = _reqs(project["dependencies"])
     extras = {k: _reqs(v) for k, v in project["optional-dependencies"].items()}
-    for name, extra in EXTRA_OF.items():
+    for name, names in EXTRA_OF.items():
         pins = _pins(name)
-        want = dict(core) | (extras[extra] if extra else {})
+        want = dict(core)
+        for extra in names:
+            want |= extras[extra]
         assert set(pins) == set(want), f"images/{name}/requirements.txt: {sorted(set(pins) ^ set(want))}"
         for pkg, version in pins.items():
             assert want[pkg].specifier.contains(version, prereleases=True), (
