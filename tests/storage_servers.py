@@ -103,10 +103,9 @@ def gcs_server() -> Iterator[str]:
 
 def reset_clients() -> None:
     """Forget kurate's cached clients (they are keyed on the environment anyway; this is hygiene)."""
-    from kurate import storage_gcs, storage_s3
+    from kurate import storage_backend
 
-    storage_s3._backends.clear()
-    storage_gcs._backends.clear()
+    storage_backend._backends.clear()
 
 
 @dataclass

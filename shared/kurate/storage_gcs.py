@@ -11,17 +11,15 @@ operations, so attempts don't multiply and a stream that drops mid-download star
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import mimetypes
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from typing import Any, BinaryIO, TypeVar
 
-from kurate import retry
+from kurate import retry, storage_backend
 from kurate.errors import StorageError
 
 log = logging.getLogger("kurate.storage")
@@ -40,20 +38,10 @@ _CREDENTIAL_HINT = (
     "application-default login`, or use workload identity in the cluster"
 )
 
-_lock = threading.Lock()
-_backends: dict[tuple[Any, ...], GCSBackend] = {}
-
 
 def backend() -> GCSBackend:
     """The back-end for this process and credential environment (created on first use)."""
-    key = (os.getpid(), *(os.environ.get(k) for k in _ENV_KEYS))
-    be = _backends.get(key)
-    if be is None:
-        with _lock:
-            be = _backends.get(key)
-            if be is None:
-                be = _backends[key] = GCSBackend()
-    return be
+    return storage_backend.cached(GCSBackend, _ENV_KEYS)
 
 
 class _PreconditionFailed(Exception):
@@ -64,24 +52,17 @@ class _NotFound(Exception):
     """404: the object or the bucket is missing (told apart by the caller)."""
 
 
-class GCSBackend:
+class GCSBackend(storage_backend.Backend):
     """google-cloud-storage client plus the error mapping of :mod:`kurate.storage`'s contract."""
 
+    LABEL = "GCS"
+    PASSTHROUGH = (StorageError, retry.TransientError, _NotFound, _PreconditionFailed)
+
     def __init__(self) -> None:
-        self._client: Any = None
-        self._client_lock = threading.Lock()
+        super().__init__()
         self._buckets_seen: set[str] = set()
 
     # ----------------------------------------------------------------- plumbing
-
-    @property
-    def client(self) -> Any:
-        """The storage client, made on first use (ADC or the emulator)."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
 
     def _make_client(self) -> Any:
         import google.auth.exceptions as gae
@@ -149,20 +130,6 @@ class GCSBackend:
         if isinstance(exc, transient):
             return retry.TransientError(f"{type(exc).__name__}: {str(exc)[:300]}")
         return exc
-
-    def _call(self, uri: str, what: str, fn: Callable[[], T]) -> T:
-        def attempt() -> T:
-            try:
-                return fn()
-            except (StorageError, retry.TransientError, _NotFound, _PreconditionFailed):
-                raise
-            except Exception as exc:  # noqa: BLE001 - classified below
-                mapped = self._classify(uri, exc)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
-
-        return retry.call(f"GCS {what} {uri}", attempt)
 
     def _missing(self, bucket: str, uri: str) -> BaseException:
         """A 404 on an object: FileNotFoundError, or StorageError if the bucket itself is missing."""
@@ -297,14 +264,3 @@ class GCSBackend:
             return tried[0] > 1 and self._same_content(bucket, key, fh)
         except _NotFound:
             raise StorageError(f"gs://{bucket}: no such bucket") from None
-
-    def _same_content(self, bucket: str, key: str, fh: BinaryIO) -> bool:
-        fh.seek(0)
-        ours = hashlib.md5(usedforsecurity=False)
-        for block in iter(lambda: fh.read(1024 * 1024), b""):
-            ours.update(block)
-        try:
-            theirs = self.read(bucket, key)
-        except FileNotFoundError:
-            return False
-        return ours.digest() == hashlib.md5(theirs, usedforsecurity=False).digest()

@@ -11,17 +11,14 @@ body that drops mid-read, which botocore does not retry), so attempts don't mult
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import mimetypes
-import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from typing import Any, BinaryIO, TypeVar
 
-from kurate import retry
+from kurate import retry, storage_backend
 from kurate.errors import StorageError
 
 log = logging.getLogger("kurate.storage")
@@ -79,20 +76,10 @@ _CREDENTIAL_HINT = (
     "(IRSA / instance profile)"
 )
 
-_lock = threading.Lock()
-_backends: dict[tuple[Any, ...], S3Backend] = {}
-
 
 def backend() -> S3Backend:
     """The back-end for this process and credential environment (created on first use)."""
-    key = (os.getpid(), *(os.environ.get(k) for k in _ENV_KEYS))
-    be = _backends.get(key)
-    if be is None:
-        with _lock:
-            be = _backends.get(key)
-            if be is None:
-                be = _backends[key] = S3Backend()
-    return be
+    return storage_backend.cached(S3Backend, _ENV_KEYS)
 
 
 def _content_type(key: str) -> str:
@@ -103,23 +90,13 @@ class _PreconditionFailed(Exception):
     """412 on a conditional write: the object already exists."""
 
 
-class S3Backend:
+class S3Backend(storage_backend.Backend):
     """boto3 client plus the error mapping of :mod:`kurate.storage`'s contract."""
 
-    def __init__(self) -> None:
-        self._client: Any = None
-        self._client_lock = threading.Lock()
+    LABEL = "S3"
+    PASSTHROUGH = (FileNotFoundError, StorageError, _PreconditionFailed, retry.TransientError)
 
     # ----------------------------------------------------------------- plumbing
-
-    @property
-    def client(self) -> Any:
-        """The boto3 S3 client, made on first use (standard credential/region/endpoint chain)."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
 
     def _make_client(self) -> Any:
         import boto3
@@ -199,22 +176,6 @@ class S3Backend:
         if isinstance(exc, be.BotoCoreError):
             return StorageError(f"{uri}: {type(exc).__name__}: {exc}")
         return exc
-
-    def _call(self, uri: str, what: str, fn: Callable[[], T]) -> T:
-        """Run one S3 operation with error mapping and retries."""
-
-        def attempt() -> T:
-            try:
-                return fn()
-            except (FileNotFoundError, StorageError, _PreconditionFailed, retry.TransientError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - classified below
-                mapped = self._classify(uri, exc)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
-
-        return retry.call(f"S3 {what} {uri}", attempt)
 
     # ----------------------------------------------------------------- operations
 
@@ -369,14 +330,3 @@ class S3Backend:
             except Exception:  # noqa: BLE001
                 log.debug("could not abort multipart upload of %s", uri, exc_info=True)
             raise
-
-    def _same_content(self, bucket: str, key: str, fh: BinaryIO) -> bool:
-        fh.seek(0)
-        ours = hashlib.md5(usedforsecurity=False)
-        for block in iter(lambda: fh.read(1024 * 1024), b""):
-            ours.update(block)
-        try:
-            theirs = hashlib.md5(self.read(bucket, key), usedforsecurity=False)
-        except FileNotFoundError:
-            return False
-        return ours.digest() == theirs.digest()
