@@ -8,21 +8,29 @@ STAMP := $(VENV)/.kurate-installed
 DEMO_DATA ?= demo-data
 DEMO_OUT ?= demo-output
 COMPILED ?= compiled
+# Images: names come from kurate.images (one place); REGISTRY also reaches `make compile` as KURATE_REGISTRY.
+REGISTRY ?= $(or $(KURATE_REGISTRY),ghcr.io/kurate)
+ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+PRETRAINED_WEIGHTS ?=
 
 # Tests and the demo never reach a cloud: dummy credentials, no metadata-server probes.
 OFFLINE_ENV := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
 	AWS_EC2_METADATA_DISABLED=true NO_GCE_CHECK=true GOOGLE_CLOUD_PROJECT=kurate-test \
 	HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-.PHONY: install demo test test-all compile lint format bench sanity clean
+.PHONY: install demo test test-all compile images push lint format bench sanity clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The exact versions the images pin (images/*/requirements.txt) constrain the dev environment too,
+# so the tests test what the images ship.
+IMAGE_PINS := $(wildcard images/*/requirements.txt)
+
+$(STAMP): pyproject.toml $(IMAGE_PINS)
 	@test -n "$(PY)" || { echo "Python 3.11 not found"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e '.[all]'
+	$(BIN)/python -m pip install --quiet -e '.[all]' $(addprefix -c ,$(IMAGE_PINS))
 	@touch $(STAMP)
 
 demo: install
@@ -39,13 +47,33 @@ test-all: install
 sanity: install
 	$(OFFLINE_ENV) $(BIN)/kurate sanity_check=True
 
+# Cluster options: flags in COMPILE_FLAGS (e.g. COMPILE_FLAGS="--gpu-count 2") or KURATE_* env; see the README.
 compile: install
-	$(BIN)/python -m kurate.pipelines.compile --out-dir $(COMPILED)
+	KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.pipelines.compile --out-dir $(COMPILED) $(COMPILE_FLAGS)
+
+# Builds kurate-base first, then each phase image on it, tagged <REGISTRY>/kurate-<name>:<version>.
+images: install
+	@test -n "$(ENGINE)" && $(ENGINE) info >/dev/null 2>&1 || { \
+	  echo "make images: no working container engine (docker or podman with a running daemon) found"; exit 1; }
+	@version=$$($(BIN)/python -c 'import kurate; print(kurate.__version__)'); \
+	base=$$(KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.images base); \
+	KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.images | while read -r name image; do \
+	  echo "building $$image"; \
+	  $(ENGINE) build -f images/$$name/Dockerfile --build-arg KURATE_VERSION=$$version \
+	    --build-arg BASE_IMAGE=$$base --build-arg PRETRAINED_WEIGHTS="$(PRETRAINED_WEIGHTS)" \
+	    -t $$image . || exit 1; \
+	done
+
+push: images
+	@KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.images | while read -r name image; do \
+	  $(ENGINE) push $$image || exit 1; \
+	done
 
 lint: install
-	$(BIN)/ruff check shared components pipelines tests bench
-	$(BIN)/ruff format --check shared components pipelines tests bench
-	$(BIN)/mypy shared/kurate components pipelines
+	$(BIN)/python -m ruff check shared components pipelines tests bench
+	$(BIN)/python -m ruff format --check shared components pipelines tests bench
+	$(BIN)/python -m mypy shared/kurate components pipelines
+	$(BIN)/hadolint -c images/hadolint.yaml images/*/Dockerfile
 
 format: install
 	$(BIN)/ruff format shared components pipelines tests bench
@@ -55,4 +83,4 @@ bench: install
 	$(OFFLINE_ENV) $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(DEMO_OUT) $(COMPILED)/*.tmp .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(DEMO_OUT) $(COMPILED)/*/.tmp-* .pytest_cache .mypy_cache .ruff_cache

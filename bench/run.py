@@ -24,6 +24,12 @@ from pathlib import Path
 BENCHES: list[str] = [
     "coreset_bench",
     "train_bench",
+    "report_bench",
+    "video_bench",
+    "shard_merge_bench",
+    "storage_bench",
+    "datapool_bench",
+    "pretag_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""KFP component: embed (one feature vector per clean sample)."""
+"""KFP component: embed (one feature vector per clean sample), or one shard of it."""
 
 from kfp import dsl
 
@@ -11,11 +11,23 @@ def embed(
     config: str,
     clean: dsl.Input[FileListArtifact],
     embeddings: dsl.Output[EmbeddingsArtifact],
+    shard_index: int = 0,
+    shard_count: int = 1,
     model: dsl.Input[ModelArtifact] = None,  # type: ignore[assignment]  # optional input (KFP: default None)
 ):
-    """Embed the clean samples (config: JSON of the embed keys; model: the train phase's output, if any)."""
+    """Embed the clean samples, or their shard ``shard_index`` of ``shard_count`` (config: embed keys).
+
+    ``model``: the train phase's output, if any.
+    """
     import json
 
     from kurate.phases.embed import run_embed
 
-    run_embed(clean.path, embeddings.path, json.loads(config), model.path if model is not None else "")
+    run_embed(
+        clean.path,
+        embeddings.path,
+        json.loads(config),
+        shard_index,
+        shard_count,
+        model.path if model is not None else "",
+    )

@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from kurate.artifacts import EmbeddingsArtifact, FileListArtifact
+from kurate.artifacts import EmbeddingsArtifact, FileListArtifact, PredictionsArtifact
 from kurate.images import image_for
 
 
@@ -15,6 +15,7 @@ def export(
     duplicates: dsl.Input[FileListArtifact],
     embeddings: dsl.Input[EmbeddingsArtifact],
     selection: dsl.Input[FileListArtifact],
+    predictions: dsl.Input[PredictionsArtifact],
 ):
     """Write file lists, embeddings CSVs, dumped images and report.json (config: JSON of the export keys)."""
     import json
@@ -29,4 +30,5 @@ def export(
         embeddings.path,
         selection.path,
         json.loads(config),
+        predictions.path,
     )

@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from kurate.artifacts import EmbeddingsArtifact, FileListArtifact
+from kurate.artifacts import EmbeddingsArtifact, FileListArtifact, PredictionsArtifact
 from kurate.images import image_for
 
 
@@ -11,11 +11,12 @@ def select(
     config: str,
     embeddings: dsl.Input[EmbeddingsArtifact],
     files: dsl.Input[FileListArtifact],
+    predictions: dsl.Input[PredictionsArtifact],
     selection: dsl.Output[FileListArtifact],
 ):
-    """Choose a diverse subset of the embedded samples (config: JSON of the select keys)."""
+    """Choose a diverse subset of the embedded samples, weighted by the scorer when predictions exist."""
     import json
 
     from kurate.phases.select import run_select
 
-    run_select(embeddings.path, files.path, selection.path, json.loads(config))
+    run_select(embeddings.path, files.path, selection.path, json.loads(config), predictions.path)

@@ -60,10 +60,18 @@ def _summary(run_dir: str) -> str:
 
     report = json.loads(storage.read_text(storage.join(run_dir, "report.json")))
     c = report["counts"]
+    html = (report.get("report_files") or {}).get("html")
     return (
         f"kurate: done. {c['available']} input(s): {c['corrupt']} corrupt, {c['duplicate']} duplicate, "
-        f"{c['selected']} selected, {c['removed']} removed.\n"
-        f"kurate: outputs in {run_dir}"
+        f"{c['selected']} selected, {c['removed']} removed"
+        + (f", {c['seen']} already in the datapool" if "seen" in c else "")
+        + ".\n"
+        f"kurate: outputs in {run_dir}\n"
+        + (
+            f"kurate: report in {storage.join(run_dir, html)}"
+            if html
+            else "kurate: no report.html (upload_report=False)"
+        )
     )
 
 

@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,16 +123,21 @@ def _seeded_model(cfg: dict[str, Any], seed: int) -> LightlyCLIModel:
 
 
 def _torch_load(path: str) -> Any:
-    if not storage.exists(path):
-        raise KurateError(f"checkpoint {path} does not exist")
+    """``torch.load(weights_only=True)`` of a local file or a bucket object (via a temporary copy)."""
     try:
-        return torch.load(str(storage.local_path(path)), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise KurateError(
-            f"checkpoint {path} cannot be loaded safely (weights_only): {msg}. Expected a lightly-ssl-train "
-            f".ckpt, a kurate checkpoint or a state dict of tensors."
-        ) from exc
+        with storage.local_copy(path) as local:
+            if not os.path.isfile(local):
+                raise FileNotFoundError(local)
+            try:
+                return torch.load(local, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise KurateError(
+                    f"checkpoint {path} cannot be loaded safely (weights_only): {msg}. Expected a "
+                    f"lightly-ssl-train .ckpt, a kurate checkpoint or a state dict of tensors."
+                ) from exc
+    except FileNotFoundError:
+        raise KurateError(f"checkpoint {path} does not exist") from None
 
 
 def _lightly_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -309,6 +315,28 @@ def find_pretrained(cfg: dict[str, Any]) -> tuple[str, list[str]]:
     return "", candidates
 
 
+def weights_identity(
+    cfg: dict[str, Any], checkpoint: str = "", pre_trained: bool = True, seed: int = 1
+) -> str:
+    """What the embedding weights are, as :func:`prepare_model` will choose them (for the cache key).
+
+    ``sha256:<hex>`` of the checkpoint or of the local model-zoo file, else ``random:<seed>``.
+    """
+    import hashlib
+
+    if checkpoint:
+        try:
+            return "sha256:" + hashlib.sha256(storage.read_bytes(checkpoint)).hexdigest()
+        except FileNotFoundError:
+            raise KurateError(f"checkpoint {checkpoint} does not exist") from None
+    if pre_trained:
+        path, _ = find_pretrained(model_config(**cfg))
+        if path:
+            with open(path, "rb") as fh:
+                return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+    return f"random:{int(seed)}"
+
+
 def _random_init_banner(cfg: dict[str, Any], why: str, seed: int) -> str:
     line = "!" * 96
     return "\n".join(
@@ -411,22 +439,112 @@ class _ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool, str]:
-        name = self.names[index]
+    def _item(self, name: str, data: bytes | OSError) -> tuple[torch.Tensor, bool, str]:
         try:
-            img = media.load_image(filelist.sample_uri(self.root, name), name, self.max_pixels)
-            return self.transform(img), True, ""
+            if isinstance(data, FileNotFoundError):
+                raise CorruptFileError(name, "file disappeared after listing")
+            if isinstance(data, OSError):  # e.g. permission denied on one file
+                raise CorruptFileError(name, f"cannot read file: {data.strerror or data}")
+            return self.transform(media.decode_image(data, name, self.max_pixels)), True, ""
         except CorruptFileError as exc:
-            reason = exc.reason
-        except OSError as exc:  # e.g. permission denied on one file
-            reason = f"cannot read file: {exc.strerror or exc}"
-        return torch.zeros(3, self.input_size, self.input_size), False, reason
+            return torch.zeros(3, self.input_size, self.input_size), False, exc.reason
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool, str]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, bool, str]]:
+        """A whole batch at once (torch's fetcher calls this): bucket reads overlap in a bounded pool."""
+        uris = (filelist.sample_uri(self.root, self.names[i]) for i in indices)
+        reads = storage.read_many(uris, storage.read_threads(self.root))
+        return [self._item(self.names[i], data) for i, (_, data) in zip(indices, reads, strict=True)]
 
 
 def _collate(batch: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     images = torch.stack([b[0] for b in batch])
     ok = torch.tensor([b[1] for b in batch], dtype=torch.bool)
     return images, ok, [b[2] for b in batch]
+
+
+def _collate_indexed(
+    batch: list[tuple[int, torch.Tensor, bool, str]],
+) -> tuple[torch.Tensor, torch.Tensor, list[str], list[int]]:
+    images, ok, reasons = _collate([b[1:] for b in batch])  # type: ignore[misc]
+    return images, ok, reasons, [b[0] for b in batch]
+
+
+class _SampleStream(torch.utils.data.IterableDataset):
+    """Images and video frames as a stream of ``(row, tensor, ok, reason)``, decoded in the workers.
+
+    The list is cut into units, a run of images or one video's listed frames, dealt round-robin to
+    the DataLoader workers; a worker decodes its videos front to back (each frame once, one at a
+    time, resized by swscale), so memory does not grow with the number or length of videos. Rows
+    carry their position, and :func:`embed_files` puts results back in list order: the output is the
+    same for any number of workers.
+    """
+
+    def __init__(self, files: filelist.FileList, input_size: int, max_pixels: int, threads: int) -> None:
+        self.images = _ImageDataset(files.root, list(files.names), input_size, max_pixels)
+        self.root = files.root
+        self.size = int(input_size)
+        self.threads = threads
+        videos = files.columns.get("video") or [""] * len(files)
+        self.frames = files.columns.get("frame") or [""] * len(files)
+        self.units: list[tuple[str, list[int]]] = []
+        for row, v in enumerate(videos):
+            last = self.units[-1] if self.units else None
+            if last is not None and last[0] == v and (v or len(last[1]) < 64):
+                last[1].append(row)
+            else:
+                self.units.append((v, [row]))
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+        self.mean, self.std = mean, std
+
+    def __iter__(self) -> Any:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for u, (vid, rows) in enumerate(self.units):
+            if u % n_workers != worker:
+                continue
+            if not vid:
+                for row in rows:
+                    yield (row, *self.images[row])
+            else:
+                yield from self._video(vid, rows)
+
+    def _failed(self, row: int, reason: str) -> tuple[int, torch.Tensor, bool, str]:
+        return row, torch.zeros(3, self.size, self.size), False, reason
+
+    def _video(self, vid: str, rows: list[int]) -> Any:
+        from kurate import video
+
+        want = {int(self.frames[r]): r for r in rows if self.frames[r]}
+        whole = [r for r in rows if not self.frames[r]]
+        held = 0
+        try:
+            with video.open_video(filelist.sample_uri(self.root, vid)) as container:
+                if whole:  # listed as one sample (ingest found no frames): it cannot be embedded
+                    for r in whole:
+                        yield self._failed(r, "video holds no usable frames")
+                    return
+                stop = max(want) if want else 0
+                for df in video.iter_frames(container, self.threads, stop_after=stop):
+                    held = df.index + 1
+                    row = want.pop(df.index, None)
+                    if row is None:
+                        continue
+                    if df.frame is None:
+                        yield self._failed(row, df.reason)
+                        continue
+                    arr = video.to_rgb(df.frame, (self.size, self.size))
+                    x = torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32).div_(255.0)
+                    yield row, (x - self.mean) / self.std, True, ""
+        except CorruptFileError as exc:
+            for r in [*whole, *want.values()]:
+                yield self._failed(r, exc.reason)
+            return
+        for _, row in sorted(want.items()):
+            yield self._failed(row, f"frame missing: the file holds {held} frame(s)")
 
 
 def resolve_num_workers(num_workers: int) -> int:
@@ -462,11 +580,14 @@ def embed_files(
     device: str | torch.device | None = None,
     max_pixels: int = media.DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    on_batch: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> EmbedResult:
     """Embed every file of ``files`` (in order) like ``lightly-embed``; undecodable files go to ``failed``.
 
-    Never shuffles or drops rows. Shows a tqdm bar on stderr with the running images/s and compute
-    efficiency (model time incl. host-to-device copy / total batch time incl. waiting for the loader).
+    Never shuffles or drops rows. ``on_batch(rows, embeddings)`` is called after each batch with the
+    list positions it embedded (the embedding cache writes them as they come). Shows a tqdm bar on
+    stderr with the running images/s and compute efficiency (model time incl. host-to-device copy /
+    total batch time incl. waiting for the loader).
     """
     from tqdm import tqdm
 
@@ -484,38 +605,48 @@ def embed_files(
 
     names = list(files.names)
     workers = resolve_num_workers(num_workers)
-    dataset = _ImageDataset(files.root, names, input_size, max_pixels)
+    has_video = any(files.columns.get("video") or [])
+    dataset: torch.utils.data.Dataset = (
+        _SampleStream(files, input_size, max_pixels, threads=1 if workers else 0)
+        if has_video
+        else _ImageDataset(files.root, names, input_size, max_pixels)
+    )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=int(batch_size),
         shuffle=False,
         drop_last=False,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=_collate_indexed if has_video else _collate,
         pin_memory=dev.type == "cuda",
     )
 
     chunks: list[np.ndarray] = []
     kept: list[int] = []
-    failed: list[tuple[str, str]] = []
+    failed_rows: list[tuple[int, str]] = []
     compute_s = 0.0
     done = 0
     start = time.perf_counter()
     bar = tqdm(total=len(names), unit="img", file=sys.stderr, disable=not progress, mininterval=1.0)
     try:
         with torch.inference_mode():
-            for images, ok, reasons in loader:
+            for batch in loader:
+                images, ok, reasons = batch[:3]
                 t1 = time.perf_counter()
                 n = int(images.shape[0])
+                rows = batch[3] if has_video else range(done, done + n)
                 ok_np = ok.numpy()
                 for j in np.flatnonzero(~ok_np):
-                    failed.append((names[done + j], reasons[j]))
+                    failed_rows.append((int(rows[j]), reasons[j]))
                 if ok_np.any():
                     x = images[ok] if not ok_np.all() else images
                     x = x.to(dev, non_blocking=True)
                     feats = model.embed(x).to("cpu", torch.float32)  # .cpu() synchronises
                     chunks.append(feats.numpy())
-                    kept.extend(int(done + j) for j in np.flatnonzero(ok_np))
+                    done_rows = [int(rows[j]) for j in np.flatnonzero(ok_np)]
+                    kept.extend(done_rows)
+                    if on_batch is not None:
+                        on_batch(done_rows, chunks[-1])
                 t2 = time.perf_counter()
                 compute_s += t2 - t1
                 done += n
@@ -529,6 +660,10 @@ def embed_files(
         bar.close()
     total = time.perf_counter() - start
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, int(num_ftrs)), np.float32)
+    if has_video:  # workers interleave their streams: back to list order
+        order = np.argsort(np.asarray(kept, dtype=np.int64), kind="stable")
+        embeddings, kept = embeddings[order], [kept[i] for i in order]
+    failed = [(names[r], why) for r, why in sorted(failed_rows)]
     result = EmbedResult(
         names=[names[i] for i in kept],
         embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),

@@ -91,13 +91,16 @@ def read_embeddings_meta(path: str) -> dict[str, Any]:
 def read_embeddings(path: str, mmap: bool = True) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """Read an embeddings artifact: ``(names, X, meta)``.
 
-    ``X`` is float32 N x d, memory-mapped read-only when ``mmap`` (the default), so millions of rows
-    cost no RAM until touched.
+    ``X`` is float32 N x d, memory-mapped read-only when ``mmap`` (the default) and the artifact is
+    local, so millions of rows cost no RAM until touched.
     """
     meta = read_embeddings_meta(path)
     npy = storage.join(path, EMBEDDINGS_FILE)
     try:
-        X = np.load(str(storage.local_path(npy)), mmap_mode="r" if mmap else None, allow_pickle=False)
+        if storage.is_remote(npy):  # no memory map over a bucket: read the bytes once
+            X = np.load(io.BytesIO(storage.read_bytes(npy)), allow_pickle=False)
+        else:
+            X = np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError as exc:
         raise KurateError(f"{path}: embeddings artifact has no {EMBEDDINGS_FILE}") from exc
     except ValueError as exc:
@@ -213,66 +216,67 @@ def read_lightly_csv(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     missing, labels are 0). Malformed input raises :class:`KurateError` naming the line.
     """
     try:
-        fh = open(storage.local_path(path), encoding="utf-8", newline="")  # noqa: SIM115
+        with storage.local_copy(path) as local, open(local, encoding="utf-8", newline="") as fh:
+            return _read_lightly_csv(path, fh)
     except FileNotFoundError as exc:
         raise KurateError(f"{path}: embeddings CSV does not exist") from exc
-    with fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader, None)
-            if not header:
+
+
+def _read_lightly_csv(path: str, fh: IO[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    reader = csv.reader(fh)
+    try:
+        header = next(reader, None)
+        if not header:
+            raise KurateError(f"{path}, line 1: empty file, expected a header 'filenames,embedding_0,...'")
+        header = [h.strip() for h in header]
+        if header[0] != "filenames":
+            raise KurateError(f"{path}, line 1: first column must be 'filenames', got {header[0]!r}")
+        emb_cols = [i for i, h in enumerate(header) if _EMBEDDING_COLUMN.fullmatch(h)]
+        if not emb_cols:
+            raise KurateError(f"{path}, line 1: no 'embedding_<i>' columns in header")
+        label_col = header.index("labels") if "labels" in header else None
+        ncol, d = len(header), len(emb_cols)
+        emb_names = [header[i] for i in emb_cols]
+        contiguous = emb_cols == list(range(emb_cols[0], emb_cols[0] + d))
+        lo, hi = emb_cols[0], emb_cols[0] + d
+
+        names: list[str] = []
+        blocks: list[np.ndarray] = []
+        label_blocks: list[np.ndarray] = []
+        fields: list[str] = []
+        label_fields: list[str] = []
+        lines: list[int] = []
+
+        def flush() -> None:
+            blocks.append(_parse_chunk(path, fields, lines, emb_names, np.float32))
+            if label_col is not None:
+                label_blocks.append(_parse_chunk(path, label_fields, lines, ["labels"], np.int64))
+            fields.clear()
+            label_fields.clear()
+            lines.clear()
+
+        for row in reader:
+            if len(row) != ncol:
+                what = "an empty row" if not row else f"{len(row)} fields"
                 raise KurateError(
-                    f"{path}, line 1: empty file, expected a header 'filenames,embedding_0,...'"
+                    f"{path}, line {reader.line_num}: expected {ncol} fields like the header, got {what}"
                 )
-            header = [h.strip() for h in header]
-            if header[0] != "filenames":
-                raise KurateError(f"{path}, line 1: first column must be 'filenames', got {header[0]!r}")
-            emb_cols = [i for i, h in enumerate(header) if _EMBEDDING_COLUMN.fullmatch(h)]
-            if not emb_cols:
-                raise KurateError(f"{path}, line 1: no 'embedding_<i>' columns in header")
-            label_col = header.index("labels") if "labels" in header else None
-            ncol, d = len(header), len(emb_cols)
-            emb_names = [header[i] for i in emb_cols]
-            contiguous = emb_cols == list(range(emb_cols[0], emb_cols[0] + d))
-            lo, hi = emb_cols[0], emb_cols[0] + d
-
-            names: list[str] = []
-            blocks: list[np.ndarray] = []
-            label_blocks: list[np.ndarray] = []
-            fields: list[str] = []
-            label_fields: list[str] = []
-            lines: list[int] = []
-
-            def flush() -> None:
-                blocks.append(_parse_chunk(path, fields, lines, emb_names, np.float32))
-                if label_col is not None:
-                    label_blocks.append(_parse_chunk(path, label_fields, lines, ["labels"], np.int64))
-                fields.clear()
-                label_fields.clear()
-                lines.clear()
-
-            for row in reader:
-                if len(row) != ncol:
-                    what = "an empty row" if not row else f"{len(row)} fields"
-                    raise KurateError(
-                        f"{path}, line {reader.line_num}: expected {ncol} fields like the header, got {what}"
-                    )
-                names.append(row[0])
-                if contiguous:
-                    fields.extend(row[lo:hi])
-                else:
-                    fields.extend(row[i] for i in emb_cols)
-                if label_col is not None:
-                    label_fields.append(row[label_col])
-                lines.append(reader.line_num)
-                if len(lines) >= _CHUNK_ROWS:
-                    flush()
-            if lines:
+            names.append(row[0])
+            if contiguous:
+                fields.extend(row[lo:hi])
+            else:
+                fields.extend(row[i] for i in emb_cols)
+            if label_col is not None:
+                label_fields.append(row[label_col])
+            lines.append(reader.line_num)
+            if len(lines) >= _CHUNK_ROWS:
                 flush()
-        except csv.Error as exc:
-            raise KurateError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise KurateError(f"{path}: not UTF-8 text ({exc})") from exc
+        if lines:
+            flush()
+    except csv.Error as exc:
+        raise KurateError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise KurateError(f"{path}: not UTF-8 text ({exc})") from exc
 
     X = np.concatenate(blocks) if blocks else np.zeros((0, d), np.float32)
     if label_col is None:

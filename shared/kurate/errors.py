@@ -49,3 +49,13 @@ class OutputExistsError(KurateError):
 
 class SelectionError(KurateError):
     """Selection cannot proceed (e.g. no valid sample left)."""
+
+
+class DatapoolError(KurateError):
+    """The datapool cannot be used with this run (model or dimension mismatch, unreadable state)."""
+
+
+class DatapoolConflictError(DatapoolError):
+    """Another run updated the datapool after this run read it; nothing of this run was committed."""
+
+    exit_code = 3

@@ -1,22 +1,44 @@
-"""Container image names, defined once: ``<registry>/kurate-<phase>:<package version>``."""
+"""Container image names, defined once: ``<registry>/kurate-<name>:<package version>``.
+
+Every compile target, the components and ``make images``/``make push`` take the names from here
+(``python -m kurate.images`` prints them for the Makefile), so code and images never drift apart.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 
 from kurate import __version__
 
 DEFAULT_REGISTRY = "ghcr.io/kurate"
-PHASES = ("ingest", "check", "train", "embed", "select", "export")
+PHASES = ("ingest", "check", "train", "embed", "pretag", "select", "export")
+#: Every image, base first (the others build on it). ``base`` runs the shard and merge steps.
+IMAGES = ("base", *PHASES)
 
 
 def registry() -> str:
     """The registry prefix: env ``KURATE_REGISTRY`` or the default."""
-    return os.environ.get("KURATE_REGISTRY", DEFAULT_REGISTRY).rstrip("/")
+    return os.environ.get("KURATE_REGISTRY", DEFAULT_REGISTRY).rstrip("/") or DEFAULT_REGISTRY
 
 
-def image_for(phase: str) -> str:
-    """The image that runs ``phase`` (its tag is the package version, so code and image never drift)."""
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}")
-    return f"{registry()}/kurate-{phase}:{__version__}"
+def image_for(name: str, registry_prefix: str | None = None) -> str:
+    """The image of phase ``name`` (or ``base``); its tag is the package version."""
+    if name not in IMAGES:
+        raise ValueError(f"unknown image {name!r}; allowed: {', '.join(IMAGES)}")
+    prefix = (registry_prefix or registry()).rstrip("/")
+    return f"{prefix}/kurate-{name}:{__version__}"
+
+
+def main(argv: list[str]) -> int:
+    """``python -m kurate.images [NAME]``: one image name, or ``name image`` lines for all."""
+    if argv:
+        print(image_for(argv[0]))
+    else:
+        for name in IMAGES:
+            print(name, image_for(name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -13,14 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kurate import export, storage
+from kurate import export, pretag, storage
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
 
-TASKS = ("ingest", "check", "train", "embed", "select", "export")
-#: Inside the run directory: the training epoch checkpoints (a rerun resumes from them) and the model.
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_CHECKPOINT = "checkpoint_latest.ckpt"
+TASKS = ("ingest", "check", "embed", "pretag", "select", "export")
 
 
 @dataclass
@@ -36,11 +33,6 @@ class RunPlan:
 def phase_value(node: Any) -> Any:
     """Plain data of a config node."""
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def _inside(child: str, parent: str) -> bool:
-    c, p = os.path.realpath(child), os.path.realpath(parent)
-    return c == p or c.startswith(p.rstrip(os.sep) + os.sep)
 
 
 def run_name(cfg: DictConfig, now: float | None = None) -> str:
@@ -63,16 +55,20 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     output_dir = str(cfg.output_dir or "")
     if not output_dir:
         raise ConfigError("output_dir", "missing; set output_dir=<folder or URI>")
-    if not storage.is_remote(input_dir):
+    if storage.is_remote(input_dir):
+        # Fails fast on systemic problems (no credentials, access denied, no such bucket).
+        if not storage.exists(input_dir):
+            raise ConfigError("input_dir", f"{input_dir}: no objects under this prefix")
+    else:
         input_dir = os.path.abspath(input_dir)
         if not os.path.isdir(input_dir):
             raise ConfigError("input_dir", f"{input_dir} does not exist or is not a folder")
     if not storage.is_remote(output_dir):
         output_dir = os.path.abspath(output_dir)
-        if not storage.is_remote(input_dir) and _inside(output_dir, input_dir):
-            raise ConfigError(
-                "output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input"
-            )
+    if storage.is_inside(output_dir, input_dir):
+        raise ConfigError(
+            "output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input"
+        )
     run_dir = storage.join(output_dir, run_name(cfg, now))
     resumed = False
     if storage.exists(run_dir):
@@ -81,6 +77,8 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
                 f"run_directory: {run_dir} already holds a complete run; choose another name"
             )
         resumed = True
+    # kfp.local's scratch must be a local folder: the run's own .work, or a temp folder (made by the
+    # runner) when the outputs go to a bucket.
     work_dir = os.path.join(run_dir, ".work") if not storage.is_remote(run_dir) else ""
 
     def rel(value: str) -> str:
@@ -88,6 +86,7 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
 
     data = redacted(cfg)
     tasks = {t: phase_config(cfg, t) for t in ("ingest", "check", "embed", "select", "export", "report")}
+    tasks["pretag"] = _pretag_task(cfg, rel)
     tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
     tasks["check"]["max_image_pixels"] = int(cfg.corruptness_check.max_image_pixels)
     lc = cfg.lightly
@@ -105,7 +104,9 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     )
     tasks["train"] = _train_task(cfg, run_dir, rel)
     tasks["select"]["seed"] = int(cfg.lightly.seed)
+    _datapool_keys(cfg, tasks, input_dir, output_dir, run_dir)
     tasks["export"].update(tasks.pop("report"))
+    tasks["export"]["append_weak_labels"] = bool(cfg.append_weak_labels)
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
@@ -143,4 +144,62 @@ def _train_task(cfg: DictConfig, run_dir: str, rel: Any) -> dict[str, Any]:
                 "seed",
             )
         },
+#: Embedding cache without a datapool: shared by every run into the same output_dir.
+OUTPUT_CACHE = ".kurate-cache/embeddings"
+
+
+def _datapool_keys(
+    cfg: DictConfig, tasks: dict[str, dict[str, Any]], input_dir: str, output_dir: str, run_dir: str
+) -> None:
+    """Datapool and embedding-cache keys of check, embed, select and export.
+
+    The datapool's current version is read here, once: every task uses exactly that state (so a
+    cached task on a cluster never mixes states), and export commits the next version only if no
+    other run did in between (see :mod:`kurate.datapool`).
+    """
+    from kurate import datapool
+
+    loc = datapool.location(output_dir, cfg.datapool.name, cfg.datapool.dataset_id)
+    if loc and not storage.is_remote(loc):
+        loc = os.path.abspath(loc)
+    if loc and storage.is_inside(loc, input_dir):
+        raise ConfigError("datapool.dataset_id", f"{loc} is inside input_dir; the input is never written to")
+    tasks["embed"]["embedding_cache"] = (
+        storage.join(loc, datapool.CACHE_DIR) if loc else storage.join(output_dir, OUTPUT_CACHE)
+    )
+    if not loc:
+        return
+    head = datapool.read_head(loc)
+    version = head.version if head is not None else 0
+    state = head.state if head is not None else ""
+    process_all = bool(cfg.datasource.process_all)
+    tasks["check"].update(datapool_state="" if process_all else state, datapool_version=version)
+    tasks["select"].update(datapool_state=state, datapool_location=loc, datapool_version=version)
+    tasks["export"]["datapool"] = {
+        "location": loc,
+        "name": str(cfg.datapool.name or ""),
+        "version": version,
+        "keep_history": bool(cfg.datapool.keep_history),
+        "enable_update": bool(cfg.datasource.enable_datapool_update),
+        "upload_dataset": bool(cfg.upload_dataset),
+        "checkpoint": storage.resolve_relative(str(cfg.checkpoint), output_dir),
+        "run_id": run_dir.rstrip("/").rsplit("/", 1)[-1],
+    }
+
+
+def _pretag_task(cfg: DictConfig, rel: Any) -> dict[str, Any]:
+    """The pretag task's keys: off, or on with the settings file read and validated now.
+
+    A bad file stops the run before anything happens, and editing it reruns pretagging instead of
+    reusing a cached result.
+    """
+    if not cfg.pretagging:
+        return {"pretagging": False}
+    path = rel(str(cfg.pretagging_config))
+    return {
+        "pretagging": True,
+        "pretagging_debug": bool(cfg.pretagging_debug),
+        "pretagging_config": path,
+        "settings": pretag.load_settings(path),
+        "max_image_pixels": int(cfg.corruptness_check.max_image_pixels),
     }

@@ -8,7 +8,9 @@ listed in ``corrupt`` with a short reason. Systemic storage errors (:class:`Stor
 
 Decoding is CPU-bound, so files are processed by a process pool; the parent sends chunks of *names*
 (never bytes) and keeps only a bounded number of chunks in flight, so memory does not grow with the
-dataset. Results are put back in input order, so the output is identical for any number of workers.
+dataset. From a bucket, each worker fetches its chunk with a bounded thread pool
+(:func:`kurate.storage.read_many`), so network latency overlaps decoding. Results are put back in
+input order, so the output is identical for any number of workers.
 """
 
 from __future__ import annotations
@@ -64,29 +66,20 @@ class CheckResult:
     duplicates: FileList
 
 
-def _read(root: str, name: str) -> bytes:
-    """Read one sample, turning per-file OS errors into :class:`CorruptFileError`.
-
-    Only per-file problems are mapped; systemic ones (``StorageError``: no credentials, unknown
-    bucket) propagate so the run fails at once instead of marking every file corrupt.
-    """
-    try:
-        return storage.read_bytes(sample_uri(root, name))
-    except FileNotFoundError:
-        raise CorruptFileError(name, REASON_DISAPPEARED) from None
-    except IsADirectoryError:
-        raise CorruptFileError(name, "is a folder, not a file") from None
-    except PermissionError:
-        raise CorruptFileError(name, "permission denied while reading") from None
-    except OSError as exc:
-        raise CorruptFileError(name, f"cannot read file: {exc.strerror or exc}") from None
+def _reason(exc: OSError) -> str:
+    """The corrupt-file reason for a per-file read error (systemic ones never get here)."""
+    if isinstance(exc, FileNotFoundError):
+        return REASON_DISAPPEARED
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied while reading"
+    return f"cannot read file: {exc.strerror or exc}"
 
 
-def _check_one(root: str, name: str, decode: bool, max_pixels: int) -> _Outcome:
-    try:
-        data = _read(root, name)
-    except CorruptFileError as exc:
-        return "", exc.reason
+def _check_data(name: str, data: bytes | OSError, decode: bool, max_pixels: int) -> _Outcome:
+    if isinstance(data, OSError):
+        return "", _reason(data)
     digest = hashlib.sha256(data).hexdigest()
     if not decode:
         return digest, ""
@@ -102,8 +95,14 @@ def _check_one(root: str, name: str, decode: bool, max_pixels: int) -> _Outcome:
 
 
 def _check_chunk(root: str, names: Sequence[str], decode: bool, max_pixels: int) -> list[_Outcome]:
-    """Worker entry point (module level so it pickles): check a chunk of names."""
-    return [_check_one(root, n, decode, max_pixels) for n in names]
+    """Worker entry point (module level so it pickles): check a chunk of names.
+
+    From a bucket the chunk's objects are fetched by a bounded thread pool (reads wait on the
+    network, decoding needs the CPU), in order; locally they are read one by one.
+    """
+    uris = (sample_uri(root, n) for n in names)
+    reads = storage.read_many(uris, storage.read_threads(root))
+    return [_check_data(n, data, decode, max_pixels) for n, (_, data) in zip(names, reads, strict=True)]
 
 
 def _cpu_count() -> int:
@@ -120,34 +119,43 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + size)
 
 
-def _run_parallel(
-    root: str,
-    names: list[str],
-    decode: bool,
-    max_pixels: int,
-    workers: int,
-    chunk: int,
-    advance: Callable[[int], Any],
-) -> list[_Outcome]:
-    """Check ``names`` on a process pool with a bounded number of chunks in flight."""
-    outcomes: list[_Outcome | None] = [None] * len(names)
-    max_in_flight = workers * 3
-    pending: dict[Future[list[_Outcome]], int] = {}
+#: A unit of work: (function, args, positions of its outcomes in the name list, progress weight).
+_Task = tuple[Callable[..., Any], tuple, list[int], int]
 
-    def collect(done: set[Future[list[_Outcome]]]) -> None:
+
+def _video_task(args: tuple) -> tuple[list[_Outcome], int | None]:
+    """Worker entry point for one video (module level so it pickles); see :func:`video.check_video`."""
+    from kurate import video
+
+    uri, name, frames, count, check, dedup, threshold, threads = args
+    return video.check_video(
+        uri, name, frames, count, check=check, dedup=dedup, threshold=threshold, threads=threads
+    )
+
+
+def _run_tasks(tasks: list[_Task], workers: int, on_result: Callable[[int, Any], None]) -> None:
+    """Run ``tasks`` (in a process pool unless ``workers == 1``) with a bounded number in flight.
+
+    ``on_result(task index, result)`` is called in this process as tasks finish (in any order).
+    """
+    if workers == 1:
+        for k, task in enumerate(tasks):
+            on_result(k, task[0](*task[1]))
+        return
+    max_in_flight = workers * 3
+    pending: dict[Future[Any], int] = {}
+
+    def collect(done: set[Future[Any]]) -> None:
         for fut in done:
-            start = pending.pop(fut)
-            res = fut.result()  # re-raises systemic errors (StorageError) from the worker
-            outcomes[start : start + len(res)] = res
-            advance(len(res))
+            on_result(pending.pop(fut), fut.result())  # re-raises systemic errors (StorageError)
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         try:
-            for start, stop in _chunks(len(names), chunk):
+            for k, task in enumerate(tasks):
                 if len(pending) >= max_in_flight:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     collect(done)
-                pending[pool.submit(_check_chunk, root, names[start:stop], decode, max_pixels)] = start
+                pending[pool.submit(task[0], *task[1])] = k
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
@@ -155,8 +163,6 @@ def _run_parallel(
             for fut in pending:
                 fut.cancel()
             raise
-    assert all(o is not None for o in outcomes)
-    return outcomes  # type: ignore[return-value]
 
 
 def check_files(
@@ -168,6 +174,7 @@ def check_files(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    corruption_threshold: float = 0.1,
 ) -> CheckResult:
     """Read, hash and (optionally) decode every file; partition into clean / corrupt / duplicates.
 
@@ -181,27 +188,69 @@ def check_files(
       runs in this process (debugging, tests).
 
     A name listed twice in ``files`` is checked once and appears once in the result.
+
+    Video frames (rows with a ``video`` column) are checked one video per task by
+    :func:`kurate.video.check_video`: each frame decoded once, scored against
+    ``corruption_threshold`` (check on) and hashed on its decoded pixels (dedup on).
     """
     t0 = time.monotonic()
-    names = list(dict.fromkeys(files.names))
+    first_row: dict[str, int] = {}
+    for i, name in enumerate(files.names):
+        first_row.setdefault(name, i)
+    names = list(first_row)
     if len(names) != len(files.names):
         log.warning("check: %d repeated name(s) in the input list ignored", len(files.names) - len(names))
     n = len(names)
     decode = enable_corruptness_check
+    video_col = files.columns.get("video") or [""] * len(files.names)
+    frame_col = files.columns.get("frame") or [""] * len(files.names)
+    image_pos: list[int] = []
+    videos: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        v = video_col[first_row[name]]
+        if v:
+            videos.setdefault(v, []).append(i)
+        else:
+            image_pos.append(i)
     if workers < 1:
         workers = _cpu_count()
-    chunk = max(1, min(chunk_size, math.ceil(n / (workers * 4)) if n else 1))
-    workers = max(1, min(workers, math.ceil(n / chunk) if n else 1))
 
-    bar = _Bar(total=n, desc="check", unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    tasks: list[_Task] = []
+    chunk = max(1, min(chunk_size, math.ceil(len(image_pos) / (workers * 4)) if image_pos else 1))
+    for start, stop in _chunks(len(image_pos), chunk):
+        pos = image_pos[start:stop]
+        tasks.append((_check_chunk, (files.root, [names[i] for i in pos], decode, max_pixels), pos, len(pos)))
+    video_info = files.extra.get("videos") or {}
+    threads = 1 if len(videos) >= workers else 0  # few long videos: let FFmpeg thread each decode
+    for v, pos in videos.items():
+        frames = [
+            int(frame_col[first_row[names[i]]]) if frame_col[first_row[names[i]]] else None for i in pos
+        ]
+        count = int((video_info.get(v) or {}).get("count", len(pos)))
+        args = (sample_uri(files.root, v), v, frames, count, decode, remove_exact_duplicates,
+                corruption_threshold, threads)  # fmt: skip
+        tasks.append((_video_task, (args,), pos, len(pos)))
+    workers = max(1, min(workers, len(tasks)))
+
+    outcomes: list[_Outcome] = [("", "")] * n
+    held: dict[str, int] = {}
+    bar = _Bar(
+        total=n, desc="check", unit="sample", file=sys.stderr, disable=not progress, dynamic_ncols=True
+    )
+
+    def on_result(k: int, res: Any) -> None:
+        func, args, pos, weight = tasks[k]
+        if func is _video_task:
+            res, frames_held = res
+            if frames_held is not None:
+                held[args[0][1]] = frames_held
+        for p, o in zip(pos, res, strict=True):
+            outcomes[p] = o
+        bar.update(weight)
+
     with bar:
-        if workers == 1:
-            outcomes = []
-            for start, stop in _chunks(n, chunk):
-                outcomes.extend(_check_chunk(files.root, names[start:stop], decode, max_pixels))
-                bar.update(stop - start)
-        else:
-            outcomes = _run_parallel(files.root, names, decode, max_pixels, workers, chunk, bar.update)
+        _run_tasks(tasks, workers, on_result)
+    mismatches = decoded_mismatches(video_info, held)
 
     # Dedup in sorted-name order (not input order, which we don't rely on being sorted).
     keeper_of: dict[str, str] = {}
@@ -209,7 +258,7 @@ def check_files(
     if remove_exact_duplicates:
         for i in sorted(range(n), key=names.__getitem__):
             digest, reason = outcomes[i]
-            if reason:
+            if reason or not digest:
                 continue
             kept = keeper_of.setdefault(digest, names[i])
             if kept != names[i]:
@@ -218,29 +267,39 @@ def check_files(
     clean_i = [i for i in range(n) if not outcomes[i][1] and i not in duplicate_of]
     corrupt_i = [i for i in range(n) if outcomes[i][1]]
     dup_i = [i for i in range(n) if i in duplicate_of]
+    # Video rows keep their video/frame columns, so later phases need not parse frame names.
+    carried = {k: files.columns[k] for k in ("video", "frame", "time_s") if k in files.columns}
+
+    def cols(idx: list[int], own: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {**own, **{k: [c[first_row[names[i]]] for i in idx] for k, c in carried.items()}}
+
+    extra = dict(files.extra)
+    if videos:
+        extra["frames_held"] = held
+        extra["decoded_frame_count_mismatches"] = mismatches
     result = CheckResult(
         clean=FileList(
             root=files.root,
             names=[names[i] for i in clean_i],
-            columns={"sha256": [outcomes[i][0] for i in clean_i]},
-            extra=dict(files.extra),
+            columns=cols(clean_i, {"sha256": [outcomes[i][0] for i in clean_i]}),
+            extra=extra,
         ),
         corrupt=FileList(
             root=files.root,
             names=[names[i] for i in corrupt_i],
-            columns={"reason": [outcomes[i][1] for i in corrupt_i]},
-            extra=dict(files.extra),
+            columns=cols(corrupt_i, {"reason": [outcomes[i][1] for i in corrupt_i]}),
+            extra=dict(extra),
         ),
         duplicates=FileList(
             root=files.root,
             names=[names[i] for i in dup_i],
-            columns={"duplicate_of": [duplicate_of[i] for i in dup_i]},
-            extra=dict(files.extra),
+            columns=cols(dup_i, {"duplicate_of": [duplicate_of[i] for i in dup_i]}),
+            extra=dict(extra),
         ),
     )
 
     elapsed = time.monotonic() - t0
-    for name, reason in result.corrupt.rows():
+    for name, reason, *_ in result.corrupt.rows():
         log.debug("corrupt: %s: %s", name, reason)
     log.info(
         "check: %d files in %.1f s (%.0f files/s, %d worker(s), decode=%s): "
@@ -255,6 +314,19 @@ def check_files(
         len(result.duplicates),
     )
     return result
+
+
+def decoded_mismatches(video_info: dict[str, Any], held: dict[str, int]) -> list[dict[str, Any]]:
+    """Videos whose decoded frame count differs from the metadata count ingest used (logged)."""
+    out = []
+    for v, n_held in sorted(held.items()):
+        info = video_info.get(v) or {}
+        if info.get("count_source") == "metadata" and int(info.get("count", 0)) != n_held:
+            out.append({"video": v, "metadata": int(info["count"]), "decoded": n_held})
+            log.warning(
+                "%s: container metadata says %s frames but the file holds %d", v, info["count"], n_held
+            )
+    return out
 
 
 def summarize(result: CheckResult) -> dict[str, Any]:

@@ -33,6 +33,10 @@ StopReason = Literal["n_samples", "min_distance", "exhausted"]
 # _ROW_BLOCK × _COL_BLOCK float32 (8 MiB), independent of N and of the number of points.
 _ROW_BLOCK = 2048
 _COL_BLOCK = 1024
+# Distances to preselected points given as their own matrix (a datapool of up to millions of rows):
+# the scratch is _EXT_ROWS × _EXT_COLS float32 (64 MiB), whatever N and M are.
+_EXT_ROWS = 4096
+_EXT_COLS = 4096
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,53 @@ def _min_sq_dist_to_points(x: np.ndarray, sq: np.ndarray, idx: np.ndarray, out: 
             np.minimum(out[i0:i1], block_min, out=out[i0:i1])
 
 
+def _as_external(points: np.ndarray | None, d: int) -> np.ndarray | None:
+    """Preselected points given as vectors (M, d): float32 view/copy, or None when there are none."""
+    if points is None:
+        return None
+    p = np.asarray(points)
+    if p.ndim != 2 or (p.shape[0] and p.shape[1] != d):
+        raise ValueError(f"preselected_embeddings must have shape (M, {d}), got {p.shape}")
+    return p if p.shape[0] else None
+
+
+def _min_sq_dist_to_external(
+    x: np.ndarray, sq: np.ndarray, points: np.ndarray, out: np.ndarray, cols: int | None = None
+) -> None:
+    """Fold each row's squared distance to its nearest row of ``points`` into ``out`` (min with it).
+
+    Streams ``points`` in blocks of ``cols`` rows (it may be a memory map of millions of rows) and
+    ``x`` in blocks of _EXT_ROWS, one GEMM per pair of blocks into a fixed scratch: memory is
+    O(N·d + block²), never N×M. The GEMM yields ||p||² - 2x·p directly (``x`` gets a column of
+    ones, each block of points the column ||p||²), so each scratch element is written once by BLAS
+    and read once by the row-min.
+    """
+    n, d = x.shape
+    m = points.shape[0]
+    cols = _EXT_COLS if cols is None else cols
+    x_aug = np.empty((n, d + 1), dtype=np.float32)
+    x_aug[:, :d] = x
+    x_aug[:, d] = 1.0
+    scratch = np.empty((min(_EXT_ROWS, n), min(cols, m)), dtype=np.float32)
+    pts_t = np.empty((d + 1, min(cols, m)), dtype=np.float32)
+    block_min = np.empty(min(_EXT_ROWS, n), dtype=np.float32)
+    for j0 in range(0, m, cols):
+        blk = np.ascontiguousarray(points[j0 : j0 + cols], dtype=np.float32)
+        mb = len(blk)
+        pt = pts_t[:, :mb]
+        np.multiply(blk.T, np.float32(-2.0), out=pt[:d])
+        pt[d] = _row_sq_norms(blk)
+        for i0 in range(0, n, _EXT_ROWS):
+            i1 = min(n, i0 + _EXT_ROWS)
+            g = scratch[: i1 - i0, :mb]
+            np.matmul(x_aug[i0:i1], pt, out=g)
+            bm = block_min[: i1 - i0]
+            np.min(g, axis=1, out=bm)
+            bm += sq[i0:i1]
+            np.maximum(bm, 0, out=bm)
+            np.minimum(out[i0:i1], bm, out=out[i0:i1])
+
+
 # ----------------------------------------------------------------------------------------------
 # coreset
 # ----------------------------------------------------------------------------------------------
@@ -203,6 +254,7 @@ def coreset_with_info(
     min_distance: float | None = None,
     preselected: Sequence[int] | np.ndarray = (),
     weights: np.ndarray | None = None,
+    preselected_embeddings: np.ndarray | None = None,
 ) -> SelectionResult:
     """Exact k-center greedy (farthest-first on Euclidean distance), with the reason it stopped.
 
@@ -220,6 +272,10 @@ def coreset_with_info(
     no further point could be added); every point selected. ``n_samples`` larger than what is
     available selects all available. At least one of ``n_samples`` / ``min_distance`` is required.
 
+    ``preselected_embeddings`` (M, d) are further already-selected points that are not candidates
+    (a datapool): they count like ``preselected`` rows, and their distances are streamed in blocks
+    (O(N + block²) extra memory, never N×M), so M can be millions.
+
     Memory O(N·d); each step is one GEMV over the embeddings plus a few N-length float32 passes.
     Distances are float32 squared norms expanded as ||x||² - 2x·c + ||c||², so distances below about
     sqrt(1e-7)·||x|| are rounding noise: compare ``min_distance`` on normalized embeddings.
@@ -231,6 +287,7 @@ def coreset_with_info(
         raise ValueError("coreset needs a stopping condition: n_samples and/or min_distance")
     n = x.shape[0]
     pre = _as_indices(preselected, n)
+    ext = _as_external(preselected_embeddings, x.shape[1])
     w2 = _weights_sq(weights, n)
 
     picks: list[int] = []
@@ -282,8 +339,12 @@ def coreset_with_info(
             w2_eff[i] = 1.0
         n_selected += 1
 
-    if len(pre):
-        _min_sq_dist_to_points(x, sq, pre, mind)
+    if len(pre) or ext is not None:
+        mind.fill(np.inf)
+        if len(pre):
+            _min_sq_dist_to_points(x, sq, pre, mind)
+        if ext is not None:
+            _min_sq_dist_to_external(x, sq, ext, mind)
         mind[pre] = -np.inf
         if w2_eff is not None:
             w2_eff[pre] = 1.0
@@ -318,9 +379,12 @@ def coreset(
     min_distance: float | None = None,
     preselected: Sequence[int] | np.ndarray = (),
     weights: np.ndarray | None = None,
+    preselected_embeddings: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices (int64, pick order) of the new k-center greedy picks; see :func:`coreset_with_info`."""
-    return coreset_with_info(embeddings, n_samples, min_distance, preselected, weights).indices
+    return coreset_with_info(
+        embeddings, n_samples, min_distance, preselected, weights, preselected_embeddings
+    ).indices
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,6 +420,7 @@ def random_selection(
     embeddings: np.ndarray | None = None,
     min_distance: float | None = None,
     preselected: Sequence[int] = (),
+    preselected_embeddings: np.ndarray | None = None,
 ) -> SelectionResult:
     """Seeded random picks among the ``n`` points, never a preselected one.
 
@@ -363,7 +428,8 @@ def random_selection(
     With ``weights`` the draw is without replacement with probability ∝ weight (zero weights last).
     With ``min_distance`` (needs ``embeddings``) points are visited in that random order and
     accepted only if their raw distance to every selected and preselected point is >= min_distance,
-    streaming one min-distance vector (O(N·d) memory, one GEMV per accepted point).
+    streaming one min-distance vector (O(N·d) memory, one GEMV per accepted point);
+    ``preselected_embeddings`` (M, d) count as selected points too (distances streamed in blocks).
     Stops at ``n_samples`` picks or when no candidate is left; one of the two conditions is required.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
@@ -405,6 +471,9 @@ def random_selection(
     buf = np.empty(n, dtype=np.float32)
     if len(pre):
         _min_sq_dist_to_points(x, sq, pre, mind)
+    ext = _as_external(preselected_embeddings, x.shape[1])
+    if ext is not None:
+        _min_sq_dist_to_external(x, sq, ext, mind)
     accepted: list[int] = []
     dists: list[float] = []
     rejected = False

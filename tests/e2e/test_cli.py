@@ -52,6 +52,7 @@ def test_run_succeeds_and_prints_summary(finished_run):
     _, run_dir, proc, _ = finished_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"outputs in {run_dir}" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == f"kurate: report in {run_dir / 'report.html'}"
     assert not (run_dir / ".work").exists()
 
 
@@ -68,6 +69,10 @@ def test_output_layout(finished_run):
         "filenames/sampled_filenames.txt",
         "filenames/corrupt_reasons.csv",
         "report.json",
+        "report.html",
+        "plots/distance_distr_before.png",
+        "plots/distance_distr_after.png",
+        "plots/embedding_pca.png",
     ]:
         assert (run_dir / rel).is_file(), rel
     leftovers = [p for p in run_dir.rglob(".tmp-*")]

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 from hydra import compose, initialize
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from kurate.config import load
 from kurate.config.schema import PHASE_KEYS, KurateConfig
@@ -202,27 +203,128 @@ def test_sequence_length_with_checks_on_says_which_keys_to_turn_off():
     assert "remove_exact_duplicates=False" in str(err.value)
 
 
+def test_video_keys_are_accepted():
+    cfg = load.compose_config(
+        [
+            "stopping_condition.n_samples=8",
+            "selected_sequence_length=4",
+            "enable_corruptness_check=False",
+            "remove_exact_duplicates=False",
+            "datasource.use_frame_count_metadata=True",
+        ]
+    )
+    assert cfg.selected_sequence_length == 4 and cfg.datasource.use_frame_count_metadata is True
+    with pytest.raises(ConfigError) as err:
+        load.compose_config(
+            ["stopping_condition.n_samples=6", "selected_sequence_length=4"]
+            + ["enable_corruptness_check=False", "remove_exact_duplicates=False"]
+        )
+    assert err.value.key == "stopping_condition.n_samples" and "multiple of 4" in str(err.value)
+
+
 def test_training_with_embeddings_is_an_error():
     with pytest.raises(ConfigError) as err:
         load.compose_config([*OK, "enable_training=True", "embeddings=e.csv"])
     assert err.value.key == "enable_training"
 
 
+def test_not_yet_implemented_values_fail_clearly():
+    with pytest.raises(NotSupportedYetError) as err:
+        load.compose_config([*OK, "pretagging=True", "pretagging_config=s3://bucket/pretag.yaml"])
+    assert err.value.key == "pretagging_config" and "not supported yet" in str(err.value)
+
+
 @pytest.mark.parametrize(
-    "override",
+    "overrides",
     [
-        "pretagging=True",
-        "datapool.name=pool",
-        "upload_dataset=True",
-        "datasource.use_frame_count_metadata=True",
-        "input_dir=s3://bucket/x",
-        "output_dir=gs://b/o",
+        ["datapool.name=pool"],
+        ["datapool.dataset_id=s3://bucket/pool"],
+        ["datapool.name=pool", "upload_dataset=True", "datapool.keep_history=False"],
+        ["datapool.name=pool", "datasource.process_all=True", "datasource.enable_datapool_update=False"],
     ],
 )
-def test_not_yet_implemented_keys_fail_clearly(override):
-    with pytest.raises(NotSupportedYetError) as err:
+def test_datapool_keys_are_accepted(overrides):
+    cfg = load.compose_config([*OK, *overrides])
+    assert cfg.datapool.name == "pool" or cfg.datapool.dataset_id == "s3://bucket/pool"
+
+
+@pytest.mark.parametrize(
+    "overrides, allowed",
+    [
+        (["upload_dataset=True"], "needs a datapool"),
+        (["datapool.name=p", "upload_dataset=True", "datasource.enable_datapool_update=False"], "untouched"),
+    ],
+)
+def test_upload_dataset_needs_an_updatable_datapool(overrides, allowed):
+    with pytest.raises(ConfigError) as err:
+        load.compose_config([*OK, *overrides])
+    assert err.value.key == "upload_dataset" and allowed in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("input_dir", "s3://bucket/x"),
+        ("output_dir", "gs://b/o"),
+        ("checkpoint", "s3://models/resnet.ckpt"),
+        ("embeddings", "gs://b/emb/embeddings.csv"),
+        ("relevant_filenames_file", "s3://bucket/lists/relevant.txt"),
+    ],
+)
+def test_bucket_uris_are_accepted(key, value):
+    cfg = load.compose_config([*OK, f"{key}={value}"])
+    assert OmegaConf.select(cfg, key) == value
+
+
+def test_datasource_dataset_id_accepts_a_bucket_uri():
+    cfg = load.compose_config(
+        ["output_dir=/tmp/o", "stopping_condition.n_samples=3", "datasource.dataset_id=gs://bkt/in"]
+    )
+    assert cfg.datasource.dataset_id == "gs://bkt/in"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("input_dir=ftp://host/x", "input_dir"),
+        ("output_dir=s3:///no-bucket", "output_dir"),
+        ("checkpoint=hdfs://x/y.ckpt", "checkpoint"),
+    ],
+)
+def test_bad_location_names_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
         load.compose_config([*OK, override])
-    assert "not supported yet" in str(err.value)
+    assert err.value.key == key and "s3://bucket/prefix" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, key, says",
+    [
+        (["pretagging=True"], "pretagging_config", "needs a settings file"),
+        (["pretagging_debug=True"], "pretagging_debug", "needs pretagging=True"),
+        (["append_weak_labels=True"], "append_weak_labels", "needs pretagging=True"),
+        (["pretagging=True", "pretagging_config=s3://b/p.yaml"], "pretagging_config", "bucket"),
+    ],
+)
+def test_pretagging_keys_are_checked_at_start(overrides, key, says):
+    with pytest.raises(ConfigError) as err:
+        load.compose_config([*OK, *overrides])
+    assert err.value.key == key and says in str(err.value)
+    assert "not supported yet" not in str(err.value) or key == "pretagging_config"
+
+
+def test_pretagging_keys_are_accepted():
+    cfg = load.compose_config(
+        [
+            *OK,
+            "pretagging=True",
+            "pretagging_config=pretag.yaml",
+            "pretagging_debug=True",
+            "append_weak_labels=True",
+        ]
+    )
+    assert cfg.pretagging and cfg.pretagging_debug and cfg.append_weak_labels
+    assert not any(k.startswith(("pretagging", "append_weak")) for k, _, _ in load.NOT_SUPPORTED_YET)
 
 
 @pytest.mark.parametrize(

@@ -22,10 +22,11 @@ def test_lists_by_extension_sorted_relative_recursive(tmp_path):
         ["b.JPG", "a/c.png", "a/b/d.TiFf", "z.webp", "x.txt", "y.json", "v.mp4", "noext", "a/e.jpeg"],
     )
     fl = list_input(str(tmp_path))
-    assert fl.names == ["a/b/d.TiFf", "a/c.png", "a/e.jpeg", "b.JPG", "z.webp"]
+    # v.mp4 holds no video: it is listed as one sample, its file (the check phase reports it corrupt)
+    assert fl.names == ["a/b/d.TiFf", "a/c.png", "a/e.jpeg", "b.JPG", "v.mp4", "z.webp"]
     assert fl.extra["ignored_other_extensions"] == 3
-    assert fl.extra["ignored_videos"] == 1
-    assert fl.extra["input_count"] == 5
+    assert fl.extra["video_count"] == 1 and fl.extra["videos"]["v.mp4"]["error"]
+    assert fl.extra["input_count"] == 6
 
 
 def test_names_with_newline_are_reported_and_skipped(tmp_path):

@@ -135,3 +135,32 @@ def test_checkpoint_callback_dirpath_overrides_the_checkpoint_folder(tmp_path):
         _cfg(tmp_path, "enable_training=True", "lightly.checkpoint_callback.dirpath=ck", "run_directory=r")
     )
     assert plan.task_configs["train"]["checkpoint_dir"] == str(tmp_path / "out" / "ck")
+def test_datapool_keys_of_each_task(tmp_path):
+    import numpy as np
+
+    from kurate import datapool
+
+    plan = make_plan(_cfg(tmp_path, "datapool.name=pool"))
+    loc = str(tmp_path / "out" / "datapool" / "pool")
+    assert plan.task_configs["export"]["datapool"]["location"] == loc
+    assert plan.task_configs["export"]["datapool"]["version"] == 0
+    assert plan.task_configs["embed"]["embedding_cache"] == loc + "/cache/embeddings"
+    assert (
+        plan.task_configs["check"]["datapool_state"] == "" and "datapool" not in plan.task_configs["select"]
+    )
+    desc = {"dim": 2}
+    first = datapool.commit(loc, 0, ["a.png"], np.ones((1, 2)), ["h"], desc, run_id="r0")
+    plan = make_plan(_cfg(tmp_path, "datapool.name=pool"))
+    assert plan.task_configs["check"]["datapool_state"] == first.state
+    assert plan.task_configs["select"]["datapool_state"] == first.state
+    assert plan.task_configs["export"]["datapool"]["version"] == 1
+    every = make_plan(_cfg(tmp_path, "datapool.name=pool", "datasource.process_all=True"))
+    assert every.task_configs["check"]["datapool_state"] == ""  # process_all: nothing skipped
+    assert every.task_configs["select"]["datapool_state"] == first.state  # still preselected
+    no_pool = make_plan(_cfg(tmp_path))
+    assert no_pool.task_configs["embed"]["embedding_cache"] == str(
+        tmp_path / "out" / ".kurate-cache/embeddings"
+    )
+    with pytest.raises(ConfigError) as err:
+        make_plan(_cfg(tmp_path, f"datapool.dataset_id={tmp_path / 'in' / 'pool'}"))
+    assert err.value.key == "datapool.dataset_id"

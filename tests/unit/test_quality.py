@@ -212,9 +212,9 @@ def test_extra_metadata_travels(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_systemic_storage_errors_are_fatal(workers: int) -> None:
-    files = FileList(root="s3://bucket/data", names=["a.jpg", "b.jpg", "c.jpg"])
-    with pytest.raises(StorageError):
+def test_systemic_storage_errors_are_fatal(workers: int, s3) -> None:
+    files = FileList(root="s3://no-such-bucket-kurate/data", names=["a.jpg", "b.jpg", "c.jpg"])
+    with pytest.raises(StorageError, match="no such bucket"):
         check_files(files, workers=workers, chunk_size=1)
 
 

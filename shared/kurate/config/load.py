@@ -330,6 +330,16 @@ def validate(cfg: DictConfig) -> None:
     nw = cfg.lightly.loader.num_workers
     _need(nw >= -1, "lightly.loader.num_workers", f"got {nw!r}; allowed: -1 (all cores), 0, or more")
     _validate_training(cfg)
+    if not cfg.pretagging:
+        for key in ("pretagging_debug", "append_weak_labels"):
+            _need(not cfg[key], key, "needs pretagging=True (it uses the pretagging predictions)")
+    else:
+        _need(
+            bool(str(cfg.pretagging_config or "")),
+            "pretagging_config",
+            "missing; pretagging=True needs a settings file (YAML/JSON: a detector checkpoint or a "
+            "predictions file; see the README)",
+        )
     if cfg.enable_training and cfg.embeddings:
         raise ConfigError(
             "enable_training", "cannot train when precomputed embeddings are given; unset embeddings"
@@ -342,27 +352,25 @@ def validate(cfg: DictConfig) -> None:
             "datapool.name",
             f"got {cfg.datapool.name!r}; allowed: a non-empty name without '/'",
         )
+    has_pool = cfg.datapool.name not in (None, "") or cfg.datapool.dataset_id not in (None, "")
+    if cfg.upload_dataset:
+        _need(has_pool, "upload_dataset", "needs a datapool; set datapool.name (or datapool.dataset_id)")
+        _need(
+            bool(cfg.datasource.enable_datapool_update),
+            "upload_dataset",
+            "copies into the datapool, which datasource.enable_datapool_update=False leaves untouched; "
+            "set one of them differently",
+        )
     if cfg.input_dir and cfg.datasource.dataset_id and str(cfg.datasource.dataset_id) != cfg.input_dir:
         raise ConfigError(
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
         )
+    _check_locations(cfg)
     _check_not_supported_yet(cfg)
 
 
 #: Keys that this version accepts but does not implement yet: (key, default value, issue).
-NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = (
-    ("pretagging", False, "pretagging"),
-    ("pretagging_debug", False, "pretagging"),
-    ("pretagging_config", "", "pretagging"),
-    ("append_weak_labels", False, "pretagging/weak labels"),
-    ("upload_dataset", False, "the datapool"),
-    ("datapool.name", None, "the datapool"),
-    ("datapool.dataset_id", None, "the datapool"),
-    ("datasource.process_all", False, "the datapool"),
-    ("datasource.enable_datapool_update", True, "the datapool"),
-    ("datasource.use_frame_count_metadata", False, "video input"),
-    ("selected_sequence_length", 1, "video input"),
-)
+NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = ()
 
 
 def _check_not_supported_yet(cfg: DictConfig) -> None:
@@ -372,16 +380,44 @@ def _check_not_supported_yet(cfg: DictConfig) -> None:
             raise NotSupportedYetError(
                 key, f"not supported yet ({what} is not implemented in this version); leave it at {default!r}"
             )
-    for key in ("input_dir", "output_dir", "checkpoint", "embeddings", "relevant_filenames_file"):
-        v = str(OmegaConf.select(cfg, key) or "")
-        if v.startswith(("s3://", "gs://")):
-            raise NotSupportedYetError(
-                key, "bucket URIs (s3://, gs://) are not supported yet in this version"
-            )
-    if cfg.datasource.dataset_id and str(cfg.datasource.dataset_id).startswith(("s3://", "gs://")):
+    pc = str(cfg.pretagging_config or "")
+    if pc.startswith(SCHEMES):
         raise NotSupportedYetError(
-            "datasource.dataset_id", "bucket URIs are not supported yet in this version"
+            "pretagging_config",
+            "bucket URIs (s3://, gs://) are not supported yet for the pretagging settings file",
         )
+
+
+#: URI schemes kurate reads and writes (besides local paths).
+SCHEMES = ("s3://", "gs://")
+#: Keys that name a location: a local path, s3:// or gs://.
+LOCATION_KEYS = (
+    "input_dir",
+    "output_dir",
+    "checkpoint",
+    "embeddings",
+    "relevant_filenames_file",
+    "datasource.dataset_id",
+    "datapool.dataset_id",
+)
+
+
+def _check_locations(cfg: DictConfig) -> None:
+    for key in LOCATION_KEYS:
+        _check_location(key, str(OmegaConf.select(cfg, key) or ""))
+
+
+def _check_location(key: str, value: str) -> None:
+    """A location is a local path or ``s3://bucket/...`` / ``gs://bucket/...``."""
+    if "://" not in value:
+        return
+    _need(
+        value.startswith(SCHEMES),
+        key,
+        f"got {value!r}; allowed: a local path, s3://bucket/prefix or gs://bucket/prefix",
+    )
+    bucket = value.split("://", 1)[1].split("/", 1)[0]
+    _need(bool(bucket), key, f"got {value!r}; allowed: a URI with a bucket name (s3://bucket/prefix)")
 
 
 # --------------------------------------------------------------------------------------------------

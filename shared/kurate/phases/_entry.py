@@ -18,8 +18,12 @@ def parse(
     inputs: Sequence[str],
     outputs: Sequence[str],
     optional_inputs: Sequence[str] = (),
+    options: dict[str, tuple[type, Any, str]] | None = None,
 ) -> argparse.Namespace:
-    """Parse ``--<input> PATH ... --<output> PATH ... --config JSON``."""
+    """Parse ``--<input> PATH ... --<output> PATH ... --config JSON``.
+
+    ``options`` adds typed flags: ``{name: (type, default, help)}``.
+    """
     p = argparse.ArgumentParser(description=description)
     for name in inputs:
         p.add_argument(
@@ -31,6 +35,8 @@ def parse(
         p.add_argument(
             f"--{name.replace('_', '-')}", dest=name, required=True, help=f"output artifact: {name}"
         )
+    for name, (typ, default, text) in (options or {}).items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=default, help=text)
     p.add_argument("--config", default="{}", help="this phase's config keys as JSON (or @file.json)")
     return p.parse_args(list(argv))
 

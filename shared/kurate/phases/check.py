@@ -7,12 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import filelist, quality
+from kurate import datapool, filelist, quality, storage
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.check")
 
 
+@timed("check", "clean_out", "corrupt_out", "duplicates_out")
 def run_check(
     files_in: str, clean_out: str, corrupt_out: str, duplicates_out: str, config: dict[str, Any]
 ) -> dict:
@@ -25,11 +27,26 @@ def run_check(
         remove_exact_duplicates=bool(config.get("remove_exact_duplicates", True)),
         max_pixels=int(cc.get("max_image_pixels", quality.media.DEFAULT_MAX_PIXELS)),
         workers=int(config.get("workers", -1)),
+        corruption_threshold=float(cc.get("corruption_threshold", 0.1)),
     )
-    filelist.write(clean_out, result.clean)
+    clean = result.clean
+    seen_count = 0
+    state = str(config.get("datapool_state") or "")
+    if state:  # datasource.process_all=False: samples already in the datapool are not processed again
+        new, seen = datapool.split_seen(clean, datapool.seen_index(state))
+        seen_count = len(seen)
+        filelist.write(storage.join(clean_out, datapool.SEEN_LIST), clean.subset(seen))
+        clean = clean.subset(new)
+        clean.extra["datapool_seen"] = seen_count
+        log.info(
+            "%d sample(s) already in the datapool (same name and content): not processed again", len(seen)
+        )
+    filelist.write(clean_out, clean)
     filelist.write(corrupt_out, result.corrupt)
     filelist.write(duplicates_out, result.duplicates)
-    return quality.summarize(result)
+    summary = quality.summarize(result)
+    summary["datapool_seen"] = seen_count
+    return summary
 
 
 def main(argv: Sequence[str]) -> int:

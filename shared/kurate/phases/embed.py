@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from kurate import embeddings_io, filelist, media, model_io
+from kurate import embeddings_io, filelist, media, model_io, sharding
 from kurate.errors import KurateError
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.embed")
 
@@ -33,66 +34,174 @@ def _from_precomputed(files: filelist.FileList, csv_uri: str) -> tuple[list[str]
     return list(files.names), np.ascontiguousarray(x[rows], dtype=np.float32), meta
 
 
+def _model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model_name": cfg["name"],
+        "width": cfg["width"],
+        "num_ftrs": cfg["num_ftrs"],
+        "out_dim": cfg["out_dim"],
+    }
+
+
+def _compute(
+    files: filelist.FileList, config: dict[str, Any], trained_ckpt: str = ""
+) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Embed ``files`` with the model, taking what the embedding cache already holds.
+
+    Rows whose content hash is cached are not embedded again; the others are embedded and written
+    to the cache batch by batch (``kurate.embed_cache``), so a killed run loses at most one flush.
+    """
+    from kurate import embed_cache, embedding  # torch is imported only when we really embed
+
+    lc = config.get("lightly") or {}
+    model = lc.get("model") or {}
+    loader = lc.get("loader") or {}
+    input_size = int((lc.get("collate") or {}).get("input_size", 64))
+    cfg = embedding.model_config(
+        str(model.get("name", "resnet-18")),
+        float(model.get("width", 1.0)),
+        int(model.get("num_ftrs", 32)),
+        int(model.get("out_dim", 128)),
+    )
+    checkpoint = trained_ckpt or str(config.get("checkpoint") or "")
+    pre_trained = bool(lc.get("pre_trained", True))
+    seed = int(lc.get("seed", 1))
+    weights_id = embedding.weights_identity(cfg, checkpoint, pre_trained, seed)
+    hashes = files.columns.get("sha256") or [""] * len(files)
+    cache = None
+    hits: dict[str, np.ndarray] = {}
+    if config.get("embedding_cache"):
+        cache = embed_cache.EmbeddingCache(
+            str(config["embedding_cache"]), embed_cache.cache_key(cfg, weights_id, input_size)
+        )
+        hits = cache.load(hashes)
+    todo = [i for i, h in enumerate(hashes) if not h or h not in hits]
+    sub = files.subset(todo)
+    writer = cache.writer() if cache is not None and todo else None
+
+    def on_batch(rows: list[int], feats: np.ndarray) -> None:
+        if writer is not None:
+            writer.add([hashes[todo[r]] for r in rows], feats)
+
+    result = None
+    if todo:
+        result = embedding.embed_files(
+            sub,
+            model_name=cfg["name"],
+            width=cfg["width"],
+            num_ftrs=cfg["num_ftrs"],
+            out_dim=cfg["out_dim"],
+            input_size=input_size,
+            batch_size=int(loader.get("batch_size", 16)),
+            num_workers=int(loader.get("num_workers", -1)),
+            checkpoint=checkpoint,
+            pre_trained=pre_trained,
+            seed=seed,
+            max_pixels=int(config.get("max_image_pixels", media.DEFAULT_MAX_PIXELS)),
+            on_batch=on_batch,
+        )
+        if writer is not None:
+            writer.flush()
+    if result is not None:
+        source = result.weights_source
+    else:  # everything came from the cache: name the weights exactly as embedding would have
+        source = embedding.prepare_model(
+            **_model_kwargs(cfg), checkpoint=checkpoint, pre_trained=pre_trained, seed=seed
+        )[1]
+    computed = {n: i for i, n in enumerate(result.names)} if result is not None else {}
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    for i, name in enumerate(files.names):
+        h = hashes[i]
+        if h and h in hits:
+            names.append(name)
+            rows.append(hits[h])
+        elif name in computed and result is not None:
+            names.append(name)
+            rows.append(result.embeddings[computed[name]])
+    dim = cfg["num_ftrs"]
+    x = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    meta: dict[str, Any] = {
+        "source": source,
+        "model": dict(model),
+        "model_config": cfg,
+        "input_size": input_size,
+        "weights_id": weights_id,
+        "device": result.device if result is not None else "",
+        "images_per_second": result.images_per_second if result is not None else 0.0,
+        "compute_efficiency": result.compute_efficiency if result is not None else 0.0,
+        "failed": [[n, r] for n, r in (result.failed if result is not None else [])],
+        "dim": int(x.shape[1]),
+        "computed": len(todo),
+        "cache_hits": len(files) - len(todo),
+        "embedding_cache": cache.dir if cache is not None else "",
+    }
+    if checkpoint:  # provenance for the report: exactly which weights embedded this
+        meta["checkpoint"] = checkpoint
+        meta["checkpoint_sha256"] = weights_id.removeprefix("sha256:")
+    log.info("embedding cache: %d hit(s), %d sample(s) to embed", len(files) - len(todo), len(todo))
+    return names, x, meta
+
+
+@timed("embed", "embeddings_out")
 def run_embed(
-    clean_in: str, embeddings_out: str, config: dict[str, Any], model_in: str = ""
+    clean_in: str,
+    embeddings_out: str,
+    config: dict[str, Any],
+    shard_index: int = 0,
+    shard_count: int = 1,
+    model_in: str = "",
 ) -> dict[str, Any]:
     """Phase function: embed every sample of the clean list into ``embeddings_out``.
 
+    With ``shard_count > 1`` only shard ``shard_index`` of the list is embedded (a contiguous range,
+    see :mod:`kurate.sharding`); the shards are merged by :func:`kurate.sharding.merge_embeddings`.
     ``model_in``: the train phase's model artifact; when it holds a trained model, that model is used
     instead of ``checkpoint`` (training started from ``checkpoint`` already).
     """
     trained_ckpt, train_meta = model_io.read(model_in)
     files = filelist.read(clean_in)
-    if not files.names:
+    if not files.names and not files.extra.get("datapool_seen"):
         raise KurateError("no valid sample left to embed (all inputs are corrupt or duplicates)")
+    shard = None
+    if shard_count != 1 or shard_index != 0:
+        shard = sharding.shard_meta(len(files), shard_index, shard_count)
+        files = sharding.shard_filelist(files, shard_index, shard_count)
     if config.get("embeddings"):
         names, x, meta = _from_precomputed(files, str(config["embeddings"]))
     else:
-        from kurate import embedding  # torch is imported only when we really embed
-
-        lc = config.get("lightly") or {}
-        model = lc.get("model") or {}
-        loader = lc.get("loader") or {}
-        result = embedding.embed_files(
-            files,
-            model_name=str(model.get("name", "resnet-18")),
-            width=float(model.get("width", 1.0)),
-            num_ftrs=int(model.get("num_ftrs", 32)),
-            out_dim=int(model.get("out_dim", 128)),
-            input_size=int((lc.get("collate") or {}).get("input_size", 64)),
-            batch_size=int(loader.get("batch_size", 16)),
-            num_workers=int(loader.get("num_workers", -1)),
-            checkpoint=trained_ckpt or str(config.get("checkpoint") or ""),
-            pre_trained=bool(lc.get("pre_trained", True)),
-            seed=int(lc.get("seed", 1)),
-            max_pixels=int(config.get("max_image_pixels", media.DEFAULT_MAX_PIXELS)),
-        )
-        names, x = list(result.names), result.embeddings
-        meta = {
-            "source": result.weights_source,
-            "model": dict(model),
-            "input_size": int((lc.get("collate") or {}).get("input_size", 64)),
-            "device": result.device,
-            "images_per_second": result.images_per_second,
-            "compute_efficiency": result.compute_efficiency,
-            "failed": [[n, r] for n, r in result.failed],
-            "dim": int(x.shape[1]) if x.ndim == 2 else 0,
-        }
+        names, x, meta = _compute(files, config, trained_ckpt)
         if trained_ckpt:  # the artifact's path is scratch: name the run's copy of the model instead
-            meta["source"] = f"trained in this run: {train_meta.get('checkpoint') or trained_ckpt}"
+            saved = str(train_meta.get("checkpoint") or trained_ckpt)
+            meta["source"] = f"trained in this run: {saved}"
+            meta["checkpoint"] = saved
             meta["training"] = {k: v for k, v in train_meta.items() if k not in ("failed", "format")}
             meta["training"]["failed"] = len(train_meta.get("failed") or [])
     meta["root"] = files.root
+    if shard is not None:
+        meta["shard"] = shard
     embeddings_io.write_embeddings(embeddings_out, names, x, meta)
     log.info("embedded %d sample(s), dimension %d (%s)", len(names), meta["dim"], meta["source"])
     return meta
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.phases.embed --clean-in P [--model-in P] --embeddings-out P --config JSON``."""
-    a = _entry.parse(argv, __doc__ or "", ["clean_in"], ["embeddings_out"], optional_inputs=["model_in"])
+    """``python -m kurate.phases.embed --clean-in P [--model-in P] --embeddings-out P [--shard-index I ...]``."""
+    a = _entry.parse(
+        argv,
+        __doc__ or "",
+        ["clean_in"],
+        ["embeddings_out"],
+        optional_inputs=["model_in"],
+        options={
+            "shard_index": (int, 0, "embed only this shard (0-based)"),
+            "shard_count": (int, 1, "shards"),
+        },
+    )
     cfg = _entry.load_json_arg(a.config)
-    return _entry.run_main(lambda: run_embed(a.clean_in, a.embeddings_out, cfg, a.model_in or ""))
+    return _entry.run_main(
+        lambda: run_embed(a.clean_in, a.embeddings_out, cfg, a.shard_index, a.shard_count, a.model_in or "")
+    )
 
 
 if __name__ == "__main__":

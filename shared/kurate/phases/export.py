@@ -11,6 +11,9 @@ from kurate.errors import ConfigError
 from kurate.phases import _entry
 
 INPUTS = ["files_in", "clean_in", "corrupt_in", "duplicates_in", "embeddings_in", "selection_in"]
+OPTIONS: dict[str, tuple[type, Any, str]] = {
+    "predictions_in": (str, "", "input artifact: predictions (pretag); weak labels and debug images")
+}
 
 
 def run_export(
@@ -21,22 +24,32 @@ def run_export(
     embeddings_in: str,
     selection_in: str,
     config: dict[str, Any],
+    predictions_in: str = "",
 ) -> dict[str, Any]:
     """Phase function: write all outputs to ``config['run_output']`` (local path or URI)."""
     run_dir = str(config.get("run_output") or "")
     if not run_dir:
         raise ConfigError("output_dir", "missing; set output_dir=<folder or URI>")
-    inputs = export.read_inputs(files_in, clean_in, corrupt_in, duplicates_in, embeddings_in, selection_in)
+    inputs = export.read_inputs(
+        files_in, clean_in, corrupt_in, duplicates_in, embeddings_in, selection_in, predictions_in
+    )
     return export.export_run(run_dir, inputs, config)
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.phases.export --files-in P ... --selection-in P --config JSON``."""
-    a = _entry.parse(argv, __doc__ or "", INPUTS, [])
+    """``python -m kurate.phases.export --files-in P ... [--predictions-in P] --config JSON``."""
+    a = _entry.parse(argv, __doc__ or "", INPUTS, [], options=OPTIONS)
     cfg = _entry.load_json_arg(a.config)
     return _entry.run_main(
         lambda: run_export(
-            a.files_in, a.clean_in, a.corrupt_in, a.duplicates_in, a.embeddings_in, a.selection_in, cfg
+            a.files_in,
+            a.clean_in,
+            a.corrupt_in,
+            a.duplicates_in,
+            a.embeddings_in,
+            a.selection_in,
+            cfg,
+            a.predictions_in,
         )
     )
 

@@ -1,20 +1,25 @@
 """Ingest phase: list the input samples (recursive, by extension, sorted, relative names).
 
-Never cached: a grown folder is always seen. ``relevant_filenames_file`` restricts the list;
-entries that escape the input folder are an error.
+Never cached: a grown folder is always seen. ``relevant_filenames_file`` restricts the list (it
+names files: a video there brings all its frames); entries that escape the input folder are an error.
+Videos are expanded into one sample per frame (Lightly's frame names, see :mod:`kurate.video`),
+right after their file in sorted order; a video that cannot be opened stays one sample, its file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kurate import filelist, media, storage
+from kurate import filelist, media, storage, video
 from kurate.errors import ConfigError, KurateError
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.ingest")
 
@@ -40,20 +45,24 @@ def read_relevant_filenames(uri: str) -> set[str]:
     return {_normalise_relevant(line) for line in text.splitlines() if line.strip()}
 
 
-def list_input(input_dir: str, relevant_filenames_file: str = "") -> filelist.FileList:
-    """List image samples under ``input_dir`` as a sorted :class:`FileList` with counts in ``extra``."""
+def list_input(
+    input_dir: str, relevant_filenames_file: str = "", use_frame_count_metadata: bool = False
+) -> filelist.FileList:
+    """List image and video-frame samples under ``input_dir`` as a :class:`FileList` (counts in ``extra``).
+
+    Files are in sorted order; each video's frames follow in frame order (columns ``video``,
+    ``frame``, ``time_s``, present only when there are videos).
+    """
     names: list[str] = []
-    other = videos = 0
+    other = 0
     skipped: list[str] = []
     for name in storage.list_files(input_dir):
         ext = media.extension(name)
-        if ext in media.IMAGE_EXTENSIONS:
+        if ext in media.IMAGE_EXTENSIONS or ext in media.VIDEO_EXTENSIONS:
             if "\n" in name or "\r" in name:
                 skipped.append(name)
                 continue
             names.append(name)
-        elif ext in media.VIDEO_EXTENSIONS:
-            videos += 1
         else:
             other += 1
     names.sort()
@@ -75,30 +84,93 @@ def list_input(input_dir: str, relevant_filenames_file: str = "") -> filelist.Fi
             len(skipped),
             [repr(s) for s in skipped[:5]],
         )
-    if videos:
-        log.warning("ignored %d video file(s): video input is not supported in this version", videos)
-    log.info(
-        "listed %d image(s) under %s (%d file(s) with other extensions ignored)", len(names), input_dir, other
-    )
+    n_videos = sum(1 for n in names if video.is_video(n))
     extra: dict[str, Any] = {
-        "input_count": len(names),
         "ignored_other_extensions": other,
-        "ignored_videos": videos,
         "skipped_names": [repr(s) for s in skipped],
         "relevant_missing": missing[:100],
         "relevant_missing_count": len(missing),
     }
-    return filelist.FileList(root=input_dir, names=names, extra=extra)
+    if n_videos:
+        flist = _expand_videos(input_dir, names, use_frame_count_metadata, extra)
+    else:
+        flist = filelist.FileList(root=input_dir, names=names, extra=extra)
+    extra["input_count"] = len(flist.names)
+    log.info(
+        "listed %d sample(s) under %s: %d image(s), %d video(s) (%d file(s) with other extensions ignored)",
+        len(flist.names),
+        input_dir,
+        len(names) - n_videos,
+        n_videos,
+        other,
+    )
+    return flist
 
 
+def _expand_videos(
+    root: str, names: list[str], use_metadata: bool, extra: dict[str, Any]
+) -> filelist.FileList:
+    """Replace each video by its frames (probed in parallel threads: demuxing is mostly I/O)."""
+    vids = [n for n in names if video.is_video(n)]
+    workers = max(1, min(len(vids), 2 * (os.cpu_count() or 1), 16))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        infos = dict(
+            zip(
+                vids,
+                pool.map(lambda n: video.probe(filelist.sample_uri(root, n), n, use_metadata), vids),
+                strict=True,
+            )
+        )
+    out: list[str] = []
+    cols: dict[str, list[str]] = {"video": [], "frame": [], "time_s": []}
+    mismatches = []
+    for name in names:
+        info = infos.get(name)
+        if info is None:  # an image
+            out.append(name)
+            cols["video"].append("")
+            cols["frame"].append("")
+            cols["time_s"].append("")
+            continue
+        if info.error or info.count == 0:  # listed by its file name; the check phase says why
+            out.append(name)
+            cols["video"].append(name)
+            cols["frame"].append("")
+            cols["time_s"].append("")
+            continue
+        times = info.times or []
+        for i in range(info.count):
+            out.append(video.frame_name(name, i, info.count))
+            cols["video"].append(name)
+            cols["frame"].append(str(i))
+            cols["time_s"].append(f"{times[i]:g}" if i < len(times) else "")
+        mm = info.mismatch()
+        if mm:
+            mismatches.append(mm)
+            log.warning(
+                "%s: container metadata says %s frames but %d were counted",
+                name,
+                mm.get("metadata", mm.get("metadata_estimate")),
+                info.counted,
+            )
+    extra["videos"] = {n: i.to_json() for n, i in infos.items()}
+    extra["video_count"] = len(vids)
+    extra["image_count"] = len(names) - len(vids)
+    extra["use_frame_count_metadata"] = bool(use_metadata)
+    extra["frame_count_mismatches"] = mismatches
+    return filelist.FileList(root=root, names=out, columns=cols, extra=extra)
+
+
+@timed("ingest", "files_out")
 def run_ingest(files_out: str, config: dict[str, Any]) -> dict[str, Any]:
     """Phase function: list the input and write the file-list artifact to ``files_out``."""
     input_dir = config.get("input_dir") or (config.get("datasource") or {}).get("dataset_id") or ""
     if not input_dir:
         raise ConfigError("input_dir", "missing; set input_dir=<folder or URI> (or datasource.dataset_id)")
-    flist = list_input(str(input_dir), str(config.get("relevant_filenames_file") or ""))
+    use_meta = bool((config.get("datasource") or {}).get("use_frame_count_metadata", False))
+    flist = list_input(str(input_dir), str(config.get("relevant_filenames_file") or ""), use_meta)
     if not flist.names:
-        raise KurateError(f"no image files found under {input_dir}")
+        raise KurateError(f"no image or video files found under {input_dir}")
     filelist.write(files_out, flist)
     return flist.extra
 

@@ -7,25 +7,38 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import embeddings_io, filelist
+import numpy as np
+
+from kurate import datapool, embeddings_io, filelist, scorer, sequences
 from kurate import select as selection
 from kurate.errors import ConfigError, SelectionError
 from kurate.phases import _entry
+from kurate.timing import timed
 
 log = logging.getLogger("kurate.select")
 
 
+@timed("select", "selection_out")
 def run_select(
-    embeddings_in: str, files_in: str, selection_out: str, config: dict[str, Any]
+    embeddings_in: str,
+    files_in: str,
+    selection_out: str,
+    config: dict[str, Any],
+    predictions_in: str | None = None,
 ) -> dict[str, Any]:
     """Phase function: choose samples from ``embeddings_in`` and write them as a file list.
 
     ``files_in`` (the ingest list) is read for its header only: fractions of ``n_samples`` are of
-    the input size before corrupt and duplicate removal.
+    the input size before corrupt and duplicate removal. ``predictions_in`` (the pretag artifact) gives
+    the scorer's weights; without predictions the scorer is inactive and the selection unweighted.
     """
     input_size = int(filelist.read_meta(files_in)["extra"].get("input_count", 0))
     names, x, meta = embeddings_io.read_embeddings(embeddings_in)
+    warnings: list[str] = []
+    pool, pool_info = _datapool_points(config, meta, warnings)
     if len(names) == 0:
+        if pool_info:  # every valid sample is already in the datapool: nothing new to pick
+            return _write_empty(selection_out, meta, pool_info, warnings, input_size, config)
         raise SelectionError("no valid sample left to select from (all inputs are corrupt or duplicates)")
     sc = config.get("stopping_condition") or {}
     try:
@@ -36,36 +49,77 @@ def run_select(
     min_d = None if min_distance == -1 else min_distance
     if n_samples is None and min_d is None:
         raise ConfigError("stopping_condition", "set n_samples and/or min_distance")
-    warnings: list[str] = []
-    if n_samples is not None and n_samples > len(names):
-        msg = (
-            f"requested {n_samples} samples but only {len(names)} valid samples exist: selecting all of them"
-        )
+    normalized = bool(config.get("normalize_embeddings", True))
+    emb = selection.normalize(x) if normalized else x
+    if pool is not None and normalized:
+        pool = selection.normalize(pool)
+    length = int(config.get("selected_sequence_length", 1) or 1)
+    seq_extra: dict[str, Any] = {}
+    if length > 1:
+        # Points are whole blocks of `length` frames; counts below are in blocks until expanded.
+        blocks = sequences.make_blocks(names, filelist.read(files_in), length)
+        if not blocks.rows:
+            raise SelectionError(
+                f"selected_sequence_length={length}: no video has {length} consecutive valid frames "
+                "starting at a multiple of it"
+            )
+        points = sequences.block_points(emb, blocks, renormalize=normalized)
+        valid = len(blocks.rows) * length
+        seq_extra = {
+            "sequence_length": length,
+            "blocks_available": len(blocks.rows),
+            "frames_in_incomplete_blocks": blocks.incomplete_frames,
+            "images_not_selectable": blocks.images,
+        }
+        if n_samples is not None and n_samples % length:
+            to = max(length, n_samples // length * length)
+            warnings.append(f"n_samples {n_samples} is not a multiple of {length}: selecting {to} frames")
+        if blocks.images:
+            warnings.append(f"{blocks.images} image(s) are not selectable as sequences")
+        n_points = None if n_samples is None else max(1, n_samples // length)
+    else:
+        points, valid, n_points = emb, len(names), n_samples
+    if n_samples is not None and n_samples > valid:
+        msg = f"requested {n_samples} samples but only {valid} valid samples exist: selecting all of them"
         log.warning(msg)
         warnings.append(msg)
-    emb = selection.normalize(x) if config.get("normalize_embeddings", True) else x
+    scores = _scores(config, predictions_in, names)
+    weights = scores.weights
+    if weights is not None and length > 1:  # a block weighs the mean score of its frames
+        weights = np.array([float(np.mean(scores.weights[rows])) for rows in blocks.rows])  # type: ignore[index]
     method = str(config.get("method", "coreset"))
     seed = int(config.get("seed", 1))
     if method == "coreset":
-        result = selection.coreset_with_info(emb, n_samples=n_samples, min_distance=min_d)
+        result = selection.coreset_with_info(
+            points, n_samples=n_points, min_distance=min_d, weights=weights, preselected_embeddings=pool
+        )
     elif method == "random":
         result = selection.random_selection(
-            len(names),
-            n_samples,
+            len(points),
+            n_points,
             seed=seed,
-            embeddings=emb if min_d is not None else None,
+            weights=weights,
+            embeddings=points if min_d is not None else None,
             min_distance=min_d,
+            preselected_embeddings=pool if min_d is not None else None,
         )
     else:
         raise ConfigError("method", f"got {method!r}; allowed: coreset, random")
-    picked = [int(i) for i in result.indices]
+    if length > 1:
+        picked = [r for b in result.indices for r in blocks.rows[int(b)]]
+        dists = [float(d) for d in result.pick_distances for _ in range(length)]
+    else:
+        picked = [int(i) for i in result.indices]
+        dists = [float(d) for d in result.pick_distances]
+    columns = {"index": [str(i) for i in picked], "pick_distance": [f"{d:.6g}" for d in dists]}
+    scorer_info = {"active": scores.active, "reason": scores.reason, **scores.info}
+    if scores.weights is not None:
+        columns["score"] = [f"{scores.weights[i]:.6g}" for i in picked]
+        scorer_info["mean_selected"] = float(np.mean(scores.weights[picked])) if picked else 0.0
     out = filelist.FileList(
         root=str(meta.get("root", "")),
         names=[names[i] for i in picked],
-        columns={
-            "index": [str(i) for i in picked],
-            "pick_distance": [f"{d:.6g}" for d in result.pick_distances],
-        },
+        columns=columns,
         extra={
             "method": method,
             "requested": n_samples,
@@ -74,8 +128,11 @@ def run_select(
             "valid": len(names),
             "input_count": input_size,
             "stop_reason": result.stop_reason,
-            "normalized": bool(config.get("normalize_embeddings", True)),
+            "normalized": normalized,
             "warnings": warnings,
+            "scorer": scorer_info,
+            **seq_extra,
+            **({"datapool": pool_info} if pool_info else {}),
         },
     )
     filelist.write(selection_out, out)
@@ -89,11 +146,108 @@ def run_select(
     return out.extra
 
 
+def _datapool_points(
+    config: dict[str, Any], emb_meta: dict[str, Any], warnings: list[str]
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The datapool's embeddings, or (None, {}) without a datapool.
+
+    They count as already selected (the coreset picks far from them); checked to be comparable
+    with this run's embeddings (dimension, model, weights).
+    """
+    state = str(config.get("datapool_state") or "")
+    if not state:
+        return None, {}
+    pool_names, pool_x, _hashes, pool_meta = datapool.read_state(state)
+    stored = dict(pool_meta.get("model_description") or {})
+    ours = datapool.model_description(emb_meta)
+    loc = str(config.get("datapool_location") or state)
+    if emb_meta.get("count", 1):
+        warnings.extend(datapool.check_compatible(loc, stored, ours))
+    info = {"version": int(pool_meta.get("version", 0)), "entries": len(pool_names)}
+    log.info(
+        "datapool %s: version %d, %d entries treated as already selected",
+        loc,
+        info["version"],
+        len(pool_names),
+    )
+    return pool_x, info
+
+
+def _write_empty(
+    selection_out: str,
+    meta: dict[str, Any],
+    pool_info: dict[str, Any],
+    warnings: list[str],
+    input_size: int,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """Nothing new to select (every valid sample is already in the datapool)."""
+    sc = config.get("stopping_condition") or {}
+    extra = {
+        "method": str(config.get("method", "coreset")),
+        "requested": sc.get("n_samples", -1),
+        "min_distance": None,
+        "selected": 0,
+        "valid": 0,
+        "input_count": input_size,
+        "stop_reason": "exhausted",
+        "normalized": bool(config.get("normalize_embeddings", True)),
+        "warnings": [*warnings, "no new sample: every valid sample is already in the datapool"],
+        "datapool": pool_info,
+    }
+    out = filelist.FileList(
+        root=str(meta.get("root", "")), names=[], columns={"index": [], "pick_distance": []}, extra=extra
+    )
+    filelist.write(selection_out, out)
+    log.info("nothing new to select: every valid sample is already in the datapool")
+    return extra
+
+
+def _scores(config: dict[str, Any], predictions_in: str | None, names: list[str]) -> scorer.Scores:
+    """The scorer's weights for ``names``, or why it is inactive (said in the log and the report)."""
+    name = str(config.get("scorer", "object-frequency") or "")
+    sc = config.get("scorer_config") or {}
+    try:
+        scores = scorer.score_samples(
+            names,
+            predictions_in or "",
+            name,
+            float(sc.get("frequency_penalty", 0.25)),
+            float(sc.get("min_score", 0.9)),
+        )
+    except ValueError as exc:
+        raise ConfigError("scorer", str(exc)) from None
+    if scores.active:
+        info = scores.info
+        log.info(
+            "scorer %s: weights in [%.3g, 1] from %d sample(s) with predictions (raw scores %.3g..%.3g)",
+            name,
+            float(sc.get("min_score", 0.9)),
+            info["samples_with_predictions"],
+            info["raw_min"],
+            info["raw_max"],
+        )
+    else:
+        log.info("scorer %s inactive: %s", name or "(none)", scores.reason)
+    return scores
+
+
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.phases.select --embeddings-in P --files-in P --selection-out P --config JSON``."""
-    a = _entry.parse(argv, __doc__ or "", ["embeddings_in", "files_in"], ["selection_out"])
+    """``python -m kurate.phases.select --embeddings-in P --files-in P --selection-out P ...``.
+
+    Optional ``--predictions-in P`` (the pretag artifact, for the scorer); ``--config JSON``: the select keys.
+    """
+    a = _entry.parse(
+        argv,
+        __doc__ or "",
+        ["embeddings_in", "files_in"],
+        ["selection_out"],
+        options={"predictions_in": (str, "", "input artifact: predictions (pretag); weights the selection")},
+    )
     cfg = _entry.load_json_arg(a.config)
-    return _entry.run_main(lambda: run_select(a.embeddings_in, a.files_in, a.selection_out, cfg))
+    return _entry.run_main(
+        lambda: run_select(a.embeddings_in, a.files_in, a.selection_out, cfg, a.predictions_in or None)
+    )
 
 
 if __name__ == "__main__":

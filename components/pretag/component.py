@@ -1,0 +1,20 @@
+"""KFP component: pretag (object predictions per sample; an inactive artifact when pretagging=False)."""
+
+from kfp import dsl
+
+from kurate.artifacts import FileListArtifact, PredictionsArtifact
+from kurate.images import image_for
+
+
+@dsl.component(base_image=image_for("pretag"), install_kfp_package=False)
+def pretag(
+    config: str,
+    clean: dsl.Input[FileListArtifact],
+    predictions: dsl.Output[PredictionsArtifact],
+):
+    """Predict objects in the samples (config: JSON of the pretag keys and the settings file's content)."""
+    import json
+
+    from kurate.phases.pretag import run_pretag
+
+    run_pretag(clean.path, predictions.path, json.loads(config))
