@@ -11,6 +11,7 @@ Layout at the datapool location (a local folder or a bucket prefix; default
         datapool.csv                                Lightly's layout (filenames, embedding_*, labels)
     datapool_latest.csv            copy of the current state's datapool.csv (Lightly's name)
     model/model.json               the model the embeddings come from (+ model/checkpoint.* if given)
+    checkpoint_latest.ckpt         the model trained by the run that made the current state (enable_training)
     samples/                       the selected samples themselves (upload_dataset)
     cache/embeddings/              the content-addressed embedding cache (kurate.embed_cache)
 
@@ -51,6 +52,8 @@ PROCESSED_FILE = "processed.csv"
 STATE_CSV = "datapool.csv"
 LATEST_CSV = "datapool_latest.csv"
 MODEL_DIR = "model"
+#: The model trained by the run that made the current state (enable_training), Lightly's file name.
+LATEST_CHECKPOINT = "checkpoint_latest.ckpt"
 SAMPLES_DIR = "samples"
 CACHE_DIR = "cache/embeddings"
 #: Sub-list of the check phase's clean artifact: the samples already in the datapool.
@@ -274,12 +277,15 @@ def commit(
     run_id: str,
     keep_history: bool = True,
     checkpoint: str = "",
+    trained: bool = False,
     labels: Sequence[int] | None = None,
 ) -> CommitResult:
     """Add (or replace, by name) ``names`` to the state ``base_version`` and commit it as the next version.
 
     ``processed`` (name, sha256) are the samples this run considered (picked or not): later runs
-    with ``datasource.process_all=False`` skip them while their content is unchanged.
+    with ``datasource.process_all=False`` skip them while their content is unchanged. ``checkpoint`` is
+    the model the embeddings come from; ``trained``: this run trained it (it is also copied to
+    ``checkpoint_latest.ckpt``).
 
     Raises :class:`DatapoolConflictError` if another run committed since ``base_version`` was read
     (checked first, and enforced by the exclusive create of the pointer).
@@ -347,6 +353,8 @@ def commit(
         "datapool %s: committed version %d (%d entries, %d new)", loc, version, len(all_names), len(names)
     )
     _after_commit(loc, version, state, description, checkpoint)
+    if trained and checkpoint:
+        _copy(checkpoint, storage.join(loc, LATEST_CHECKPOINT))
     if base is not None and not keep_history:
         storage.remove_tree(base.state)
     return CommitResult(version, state, len(all_names), len(names) - replaced, replaced)

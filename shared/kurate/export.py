@@ -345,6 +345,7 @@ def update_datapool(
         run_id=str(dp.get("run_id") or "run"),
         keep_history=bool(dp.get("keep_history", True)),
         checkpoint=str(dp.get("checkpoint") or ""),
+        trained=bool(dp.get("trained")),
     )
     section.update(
         version=result.version,

@@ -17,7 +17,10 @@ from kurate import export, pretag, storage
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
 
-TASKS = ("ingest", "check", "embed", "pretag", "select", "export")
+TASKS = ("ingest", "check", "train", "embed", "pretag", "select", "export")
+#: Inside the run directory: the training epoch checkpoints (a rerun resumes from them) and the model.
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_CHECKPOINT = "checkpoint_latest.ckpt"
 
 
 @dataclass
@@ -144,6 +147,9 @@ def _train_task(cfg: DictConfig, run_dir: str, rel: Any) -> dict[str, Any]:
                 "seed",
             )
         },
+    }
+
+
 #: Embedding cache without a datapool: shared by every run into the same output_dir.
 OUTPUT_CACHE = ".kurate-cache/embeddings"
 
@@ -172,6 +178,17 @@ def _datapool_keys(
     head = datapool.read_head(loc)
     version = head.version if head is not None else 0
     state = head.state if head is not None else ""
+    run_id = run_dir.rstrip("/").rsplit("/", 1)[-1]
+    if cfg.enable_training and head is not None and head.pointer.get("run_id") != run_id:
+        # The datapool's embeddings all come from one model; a newly trained one could not be compared
+        # with them. (A rerun of the run that made the head, killed after its commit, may go on.)
+        raise ConfigError(
+            "enable_training",
+            f"datapool {loc} already holds embeddings of its model (version {version}); a newly trained "
+            f"model's embeddings could not be compared with them. Embed with the datapool's model "
+            f"(checkpoint={storage.join(loc, datapool.LATEST_CHECKPOINT)} enable_training=False) or use "
+            "another datapool.name",
+        )
     process_all = bool(cfg.datasource.process_all)
     tasks["check"].update(datapool_state="" if process_all else state, datapool_version=version)
     tasks["select"].update(datapool_state=state, datapool_location=loc, datapool_version=version)
@@ -182,8 +199,12 @@ def _datapool_keys(
         "keep_history": bool(cfg.datapool.keep_history),
         "enable_update": bool(cfg.datasource.enable_datapool_update),
         "upload_dataset": bool(cfg.upload_dataset),
-        "checkpoint": storage.resolve_relative(str(cfg.checkpoint), output_dir),
-        "run_id": run_dir.rstrip("/").rsplit("/", 1)[-1],
+        # the model the embeddings come from: the one trained in this run, else `checkpoint`
+        "checkpoint": storage.join(run_dir, LATEST_CHECKPOINT)
+        if cfg.enable_training
+        else storage.resolve_relative(str(cfg.checkpoint), output_dir),
+        "trained": bool(cfg.enable_training),
+        "run_id": run_id,
     }
 
 

@@ -232,25 +232,33 @@ def test_gpu_toleration_shm_and_resources(compiled):
     assert embed["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert embed["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
     assert embed["container"]["volumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
-    pretag = t["pretag"]
-    assert pretag["container"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert pretag["tolerations"] == embed["tolerations"] and pretag["volumes"] == embed["volumes"]
+    for gpu_task in ("pretag", "train"):
+        task = t[gpu_task]
+        assert task["container"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}, gpu_task
+        assert task["tolerations"] == embed["tolerations"] and task["volumes"] == embed["volumes"]
     for name in [*PHASES, "merge"]:
         req = t[name]["container"]["resources"]["requests"]
         assert req["cpu"] and req["memory"], name
-        if name not in ("embed", "pretag"):
+        if name not in ("embed", "pretag", "train"):
             assert "tolerations" not in t[name] and "limits" not in t[name]["container"]["resources"]
     assert doc["spec"]["securityContext"] == {"runAsNonRoot": True}
 
 
 def test_cpu_only_and_gcs_options():
     doc = workflow_dict(
-        options(gpu_count=0, pretag_gpu_count=0, argo_artifact_store="gcs", pod_labels={"team": "vision"})
+        options(
+            gpu_count=0,
+            pretag_gpu_count=0,
+            train_gpu_count=0,
+            argo_artifact_store="gcs",
+            pod_labels={"team": "vision"},
+        )
     )
     embed = _templates(doc)["embed"]
     assert "limits" not in embed["container"]["resources"] and "tolerations" not in embed
-    pretag = _templates(doc)["pretag"]
-    assert "limits" not in pretag["container"]["resources"] and "tolerations" not in pretag
+    for name in ("pretag", "train"):
+        task = _templates(doc)[name]
+        assert "limits" not in task["container"]["resources"] and "tolerations" not in task
     assert (
         "gcs" in embed["outputs"]["artifacts"][0]
         and "gcs" in _templates(doc)["merge"]["inputs"]["artifacts"][0]
@@ -320,6 +328,7 @@ def test_runs_sharded_and_equals_unsharded(compiled, tmp_path, image_folder, emb
     params = {
         "ingest_config": json.dumps({"input_dir": str(data.root)}),
         "check_config": json.dumps({"remove_exact_duplicates": True, "workers": 1}),
+        "train_config": json.dumps({"enable_training": False}),
         "embed_config": json.dumps(embed_cfg),
         "pretag_config": json.dumps(pretag_cfg),
         "select_config": json.dumps(select_cfg),

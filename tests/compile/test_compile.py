@@ -136,16 +136,17 @@ def test_kfp_resources_gpu_toleration_and_shm(compiled):
         and embed["accelerator"]["resourceCount"] == "1"
     )
     assert (embed["resourceCpuRequest"], embed["resourceMemoryRequest"]) == ("4", "16Gi")
-    pretag = _executor(spec, "comp-pretag")["resources"]
-    assert pretag["accelerator"]["resourceCount"] == "1", "pretag is GPU-tolerated like embed"
+    for name in ("pretag", "train"):
+        res = _executor(spec, f"comp-{name}")["resources"]
+        assert res["accelerator"]["resourceCount"] == "1", f"{name} is GPU-tolerated like embed"
     assert not any(
         "accelerator" in ex["container"]["resources"]
         for n, ex in execs.items()
-        if n not in ("exec-embed", "exec-pretag")
+        if n not in ("exec-embed", "exec-pretag", "exec-train")
     )
     platform = _platform(compiled["kfp"])
-    assert set(platform) == {"exec-embed", "exec-pretag"}
-    for ex in ("exec-embed", "exec-pretag"):
+    assert set(platform) == {"exec-embed", "exec-pretag", "exec-train"}
+    for ex in ("exec-embed", "exec-pretag", "exec-train"):
         assert platform[ex]["tolerations"] == [
             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
         ]
@@ -155,10 +156,11 @@ def test_kfp_resources_gpu_toleration_and_shm(compiled):
 
 
 def test_kfp_without_gpu_has_no_request_and_no_toleration(tmp_path):
-    path = Path(compile_kfp(str(tmp_path / "p.yaml"), options(gpu_count=0, pretag_gpu_count=0, shm_size="0")))
+    opts = options(gpu_count=0, pretag_gpu_count=0, train_gpu_count=0, shm_size="0")
+    path = Path(compile_kfp(str(tmp_path / "p.yaml"), opts))
     spec = _ir(path)
-    assert "accelerator" not in _executor(spec, "comp-embed")["resources"]
-    assert "accelerator" not in _executor(spec, "comp-pretag")["resources"]
+    for name in ("embed", "pretag", "train"):
+        assert "accelerator" not in _executor(spec, f"comp-{name}")["resources"]
     assert len(docs(path)) == 1  # nothing left for kfp-kubernetes: no platform document at all
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from kurate.pipelines.submit import WORKER_LABEL, main
 
-PHASES = ["ingest", "check", "embed", "pretag", "select", "export"]
+PHASES = ["ingest", "check", "train", "embed", "pretag", "select", "export"]
 
 
 class StandIn(ThreadingHTTPServer):

@@ -42,6 +42,7 @@ EXTRA_OF: dict[str, tuple[str, ...]] = {
     "ingest": ("video",),
     "check": ("video",),
     "select": (),
+    "train": ("train", "video"),
     "embed": ("embed", "video"),
     "pretag": ("pretag", "video"),
     "export": ("report", "video"),
@@ -129,8 +130,9 @@ def test_dockerfile_shape(name):
         assert f'"kurate.phases.{name}"' in text
 
 
-def test_embed_image_can_bake_weights():
-    text = (IMAGES / "embed" / "Dockerfile").read_text()
+@pytest.mark.parametrize("name", ["embed", "train"])
+def test_model_images_can_bake_weights(name):
+    text = (IMAGES / name / "Dockerfile").read_text()
     assert re.search(r"^ARG PRETRAINED_WEIGHTS=", text, re.M)
     assert "python -m kurate.weights" in text and "KURATE_WEIGHTS_DIR=" in text
 
@@ -357,6 +359,41 @@ def test_embed_image_is_cuda_capable_and_embeds_on_cpu(venv_dir, tmp_path, image
     assert meta["device"] == ("cuda" if available == "True" else "cpu")
     run_embed(str(a / "clean"), str(a / "here"), cfg, shard_index=1, shard_count=2)
     np.testing.assert_allclose(x, embeddings_io.read_embeddings(str(a / "here"))[1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_train_image_trains_on_cpu_and_its_model_feeds_embed(venv_dir, tmp_path, image_folder):
+    """The train list (torch, lightly, Lightning, PyAV; no report extra) trains one epoch as a plain step."""
+    py = _fresh_venv(venv_dir, "train")
+    _absent(py, "matplotlib")
+    data = image_folder(n=8, n_dup=0, corrupt=False)
+    a = tmp_path / "a"
+    run_ingest(str(a / "files"), {"input_dir": str(data.root)})
+    run_check(str(a / "files"), str(a / "clean"), str(a / "corrupt"), str(a / "dups"), {"workers": 1})
+    lightly = {
+        "model": {"name": "resnet-9", "width": 0.25, "num_ftrs": 16, "out_dim": 16},
+        "collate": {"input_size": 32},
+        "loader": {"batch_size": 4, "num_workers": 0, "drop_last": True, "shuffle": True},
+        "trainer": {"max_epochs": 1, "gpus": 0},
+        "pre_trained": False,
+        "seed": 1,
+    }
+    cfg = {"enable_training": True, "checkpoint_dir": str(a / "ck"), "lightly": lightly}
+    _run(
+        py,
+        "kurate.phases.train",
+        "--clean-in",
+        str(a / "clean"),
+        "--model-out",
+        str(a / "model"),
+        "--config",
+        json.dumps(cfg),
+    )
+    meta = json.loads((a / "model" / "meta.json").read_text())
+    assert meta["trained"] is True and meta["epochs"] == 1 and (a / "model" / "model.ckpt").is_file()
+    run_embed(str(a / "clean"), str(a / "emb"), {"lightly": lightly}, model_in=str(a / "model"))
+    names, x, emb_meta = embeddings_io.read_embeddings(str(a / "emb"))
+    assert len(names) == 8 and x.shape == (8, 16) and emb_meta["source"].startswith("trained in this run")
 
 
 @pytest.mark.slow

@@ -56,17 +56,25 @@ def test_pretag_gpus_are_set_apart_from_embed():
     assert cluster.from_sources(environ={}).pretag_gpu_count == 1
 
 
+def test_train_gpus_are_set_apart_from_embed():
+    o = cluster.from_sources(environ={"KURATE_TRAIN_GPU_COUNT": "0"})
+    assert o.train_gpu_count == 0 and o.gpu_count == 1 and o.pretag_gpu_count == 1
+    assert not o.tolerates_with(o.train_gpu_count)
+    assert cluster.from_sources(environ={}).train_gpu_count == 1
+
+
 @pytest.mark.parametrize(
     "argv, flag",
     [
         (["--gpu-count", "two"], "--gpu-count"),
         (["--gpu-count", "-1"], "--gpu-count"),
         (["--pretag-gpu-count", "17"], "--pretag-gpu-count"),
+        (["--train-gpu-count", "-2"], "--train-gpu-count"),
         (["--gpu-toleration-effect", "NoRun"], "--gpu-toleration-effect"),
         (["--vertex-accelerator", "RTX_4090"], "--vertex-accelerator"),
         (["--shm-size", "lots"], "--shm-size"),
         (["--cpu", "embed=fast"], "--cpu"),
-        (["--cpu", "train=2"], "--cpu"),
+        (["--cpu", "training=2"], "--cpu"),
         (["--memory", "embed"], "--memory"),
         (["--embed-shards", "0"], "--embed-shards"),
         (["--registry", "https://ghcr.io/x"], "--registry"),
