@@ -22,5 +22,7 @@ class EmbeddingsArtifact(dsl.Dataset):
 
 class ModelArtifact(dsl.Model):
     """The train phase's model: ``meta.json`` (``trained`` true/false) + ``model.ckpt`` when trained."""
+
+
 class PredictionsArtifact(dsl.Dataset):
     """Object predictions: ``meta.json`` + ``predictions.jsonl`` (+ ``debug/``); see kurate.predictions."""

@@ -238,6 +238,92 @@ class _EpochSampler(torch.utils.data.Sampler):
         return iter([(i, epoch) for i in order])
 
 
+@dataclass
+class _Sources:
+    """Where each row of the list is read from: its file, or the scratch copy of a video frame."""
+
+    uris: list[str]
+    unusable: dict[int, str] = field(default_factory=dict)  # row -> why it cannot be trained on
+
+    @classmethod
+    def of_images(cls, files: filelist.FileList) -> _Sources:
+        return cls([filelist.sample_uri(files.root, n) for n in files.names])
+
+
+def frame_side_cap(input_size: int) -> int:
+    """Longest side of a video frame's scratch copy: ample for SimCLR's crops at ``input_size``."""
+    return max(8 * int(input_size), 512)
+
+
+def _unopenable_reason(uri: str) -> str:
+    from kurate import video
+
+    try:
+        with video.open_video(uri):
+            return "video holds no usable frames"
+    except CorruptFileError as exc:
+        return exc.reason
+
+
+@contextlib.contextmanager
+def _frames_on_disk(files: filelist.FileList, input_size: int) -> Iterator[_Sources]:
+    """Sources for ``files``; listed video frames are decoded once into a scratch folder (removed after).
+
+    Training visits every sample once per epoch in a shuffled order, so decoding a video front to back per
+    sample would be quadratic: each video is decoded once here instead (one pass, only its listed frames,
+    stopping after the last), and each frame is kept as a PNG whose longer side is at most
+    :func:`frame_side_cap` (the random crops are then resized to ``input_size`` anyway).
+    """
+    src = _Sources.of_images(files)
+    videos = files.columns.get("video") or []
+    if not any(videos):
+        yield src
+        return
+    from PIL import Image
+
+    from kurate import video
+
+    frames = files.columns.get("frame") or [""] * len(files)
+    wanted: dict[str, dict[int, int]] = {}
+    for row, (vid, frame) in enumerate(zip(videos, frames, strict=True)):
+        if vid and frame != "":
+            wanted.setdefault(vid, {})[int(frame)] = row
+        elif vid:  # a video ingest could not expand into frames: listed by its file name
+            src.unusable[row] = _unopenable_reason(filelist.sample_uri(files.root, vid))
+    cap = frame_side_cap(input_size)
+    scratch = tempfile.mkdtemp(prefix="kurate-train-frames-")
+    try:
+        t0 = time.perf_counter()
+        for vid, rows in wanted.items():
+            try:
+                for index, rgb, reason in video.iter_selected_rgb(
+                    filelist.sample_uri(files.root, vid), set(rows)
+                ):
+                    row = rows[index]
+                    if rgb is None:
+                        src.unusable[row] = reason
+                        continue
+                    img = Image.fromarray(rgb)
+                    if max(img.size) > cap:
+                        img.thumbnail((cap, cap), Image.Resampling.BILINEAR)
+                    path = os.path.join(scratch, f"{row:010d}.png")
+                    img.save(path, compress_level=1)
+                    src.uris[row] = path
+            except CorruptFileError as exc:
+                for row in rows.values():
+                    src.unusable.setdefault(row, exc.reason)
+        n = sum(len(r) for r in wanted.values())
+        logger.info(
+            "decoded %d video frame(s) of %d video(s) for training in %.1f s",
+            n,
+            len(wanted),
+            time.perf_counter() - t0,
+        )
+        yield src
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 class _ViewsDataset(torch.utils.data.Dataset):
     """Items ``(view0, view1, name, "")``; for an image that cannot be decoded ``(None, None, name, reason)``.
 
@@ -246,9 +332,17 @@ class _ViewsDataset(torch.utils.data.Dataset):
     seeded from ``(seed, epoch, first index of the batch)``, and the RNGs are restored afterwards.
     """
 
-    def __init__(self, files: filelist.FileList, transform: Any, max_pixels: int, seed: int) -> None:
-        self.root = files.root
+    def __init__(
+        self,
+        files: filelist.FileList,
+        transform: Any,
+        max_pixels: int,
+        seed: int,
+        sources: _Sources | None = None,
+    ) -> None:
         self.names = list(files.names)
+        src = sources if sources is not None else _Sources.of_images(files)
+        self.uris, self.unusable = src.uris, src.unusable
         self.transform = transform
         self.max_pixels = max_pixels
         self.seed = seed
@@ -274,8 +368,10 @@ class _ViewsDataset(torch.utils.data.Dataset):
 
     def _views(self, index: int) -> tuple[Any, Any, str, str]:
         name = self.names[index]
+        if index in self.unusable:
+            return None, None, name, self.unusable[index]
         try:
-            img = media.load_image(filelist.sample_uri(self.root, name), name, self.max_pixels)
+            img = media.load_image(self.uris[index], name, self.max_pixels)
         except CorruptFileError as exc:
             return None, None, name, exc.reason
         except OSError as exc:
@@ -580,7 +676,8 @@ def train(
 
     if mirror is None:
         mirror = storage.is_remote(checkpoint_dir)
-    with _local_checkpoint_dir(checkpoint_dir, mirror) as (ckpt_dir, mirrored):
+    with contextlib.ExitStack() as stack:
+        ckpt_dir, mirrored = stack.enter_context(_local_checkpoint_dir(checkpoint_dir, mirror))
         last = os.path.join(ckpt_dir, LAST_CKPT)
         resumable = _read_resumable(last, fingerprint)
         _clear_checkpoints(ckpt_dir, stale_only=resumable is not None)
@@ -596,8 +693,9 @@ def train(
             model, source = _start_model(s)
         module = SimCLRModule(model, s, fingerprint)
         workers = embedding.resolve_num_workers(s.num_workers)
+        sources = stack.enter_context(_frames_on_disk(files, int(s.collate.get("input_size", 64))))
         loader = torch.utils.data.DataLoader(
-            _ViewsDataset(files, build_transform(s.collate), s.max_pixels, s.seed),
+            _ViewsDataset(files, build_transform(s.collate), s.max_pixels, s.seed, sources),
             batch_size=min(s.batch_size, len(files.names)),  # as lightly: never zero batches
             sampler=_EpochSampler(len(files.names), s.seed, s.shuffle),
             drop_last=s.drop_last,

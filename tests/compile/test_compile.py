@@ -80,7 +80,9 @@ def test_kfp_tasks_images_and_dependencies(compiled):
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shards-Output"
     inner = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(inner) == {"embed"}
-    assert inner["embed"]["inputs"]["artifacts"]["model"]["componentInputArtifact"].startswith("pipelinechannel--")
+    assert inner["embed"]["inputs"]["artifacts"]["model"]["componentInputArtifact"].startswith(
+        "pipelinechannel--"
+    )
     assert inner["embed"]["inputs"]["parameters"]["shard_index"]["componentInputParameter"].endswith(
         "loop-item"
     )

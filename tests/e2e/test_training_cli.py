@@ -22,6 +22,7 @@ def test_kurate_trains_embeds_with_the_trained_model_and_selects(tmp_path):
         f"output_dir={out}",
         "run_directory=trained",
         "stopping_condition.n_samples=4",
+        "datapool.name=pool",
         "enable_training=True",
         "lightly.trainer.max_epochs=2",
         "lightly.optimizer.lr=0.5",
@@ -65,6 +66,35 @@ def test_kurate_trains_embeds_with_the_trained_model_and_selects(tmp_path):
     assert (reloaded / "filenames" / "sampled_filenames.txt").read_text() == (
         run_dir / "filenames" / "sampled_filenames.txt"
     ).read_text()
+
+    # the datapool keeps the trained model; training again against it is refused at start (its embeddings
+    # come from that model), embedding with the stored model is accepted
+    pool = out / "datapool" / "pool"
+    assert (pool / "checkpoint_latest.ckpt").read_bytes() == latest.read_bytes()
+    assert (pool / "model" / "checkpoint.ckpt").read_bytes() == latest.read_bytes()
+    refused = run_kurate(
+        f"input_dir={data.root}",
+        f"output_dir={out}",
+        "stopping_condition.n_samples=2",
+        "datapool.name=pool",
+        "enable_training=True",
+        *SMALL,
+    )
+    assert refused.returncode == 2 and refused.stderr.startswith("kurate: error: enable_training:")
+    assert refused.stderr.strip().count("\n") == 0
+    assert "checkpoint_latest.ckpt" in refused.stderr and "datapool" in refused.stderr
+    more = run_kurate(
+        f"input_dir={data.root}",
+        f"output_dir={out}",
+        "run_directory=more",
+        "stopping_condition.n_samples=2",
+        "datapool.name=pool",
+        "datasource.process_all=True",
+        f"checkpoint={pool / 'checkpoint_latest.ckpt'}",
+        *SMALL,
+    )
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert json.loads((out / "more" / "report.json").read_text())["counts"]["selected"] == 2
 
 
 def test_killed_training_is_resumed_by_rerunning_kurate(tmp_path):

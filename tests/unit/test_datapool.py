@@ -103,6 +103,27 @@ def test_model_or_dimension_mismatch_is_a_clear_error(tmp_path):
     assert datapool.latest_version(loc) == 1  # nothing committed
 
 
+def test_the_model_is_kept_with_the_datapool(tmp_path):
+    """model/ is written by the first commit; a trained model is also checkpoint_latest.ckpt (each commit)."""
+    loc = str(tmp_path / "pool")
+    ckpt = tmp_path / "run1" / "checkpoint_latest.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"trained-1")
+    datapool.commit(loc, 0, ["a"], np.ones((1, 2)), ["h"], {"dim": 2}, run_id="r1", checkpoint=str(ckpt))
+    assert (tmp_path / "pool" / "model" / "checkpoint.ckpt").read_bytes() == b"trained-1"
+    assert not (tmp_path / "pool" / datapool.LATEST_CHECKPOINT).exists()  # not trained: only model/
+    ckpt.write_bytes(b"trained-2")
+    datapool.commit(
+        loc, 1, ["b"], np.ones((1, 2)), ["g"], {"dim": 2}, run_id="r2", checkpoint=str(ckpt), trained=True
+    )
+    assert (tmp_path / "pool" / datapool.LATEST_CHECKPOINT).read_bytes() == b"trained-2"
+    assert (tmp_path / "pool" / "model" / "checkpoint.ckpt").read_bytes() == b"trained-1"  # first commit's
+    assert (
+        json.loads((tmp_path / "pool" / "model" / "model.json").read_text())["checkpoint"]
+        == "checkpoint.ckpt"
+    )
+
+
 def test_split_seen_needs_same_name_and_same_content():
     clean = filelist.FileList(root="/r", names=["a", "b", "c", "d"], columns={"sha256": ["1", "2", "x", ""]})
     new, seen = datapool.split_seen(clean, {"a": "1", "b": "2", "c": "3", "d": ""})

@@ -135,6 +135,8 @@ def test_checkpoint_callback_dirpath_overrides_the_checkpoint_folder(tmp_path):
         _cfg(tmp_path, "enable_training=True", "lightly.checkpoint_callback.dirpath=ck", "run_directory=r")
     )
     assert plan.task_configs["train"]["checkpoint_dir"] == str(tmp_path / "out" / "ck")
+
+
 def test_datapool_keys_of_each_task(tmp_path):
     import numpy as np
 
@@ -164,3 +166,29 @@ def test_datapool_keys_of_each_task(tmp_path):
     with pytest.raises(ConfigError) as err:
         make_plan(_cfg(tmp_path, f"datapool.dataset_id={tmp_path / 'in' / 'pool'}"))
     assert err.value.key == "datapool.dataset_id"
+
+
+def test_training_with_a_datapool(tmp_path):
+    """The trained model goes into the datapool; training against a datapool made by another run is refused
+    (its embeddings come from another model), while a rerun of the run that made it may go on."""
+    import numpy as np
+
+    from kurate import datapool
+
+    plan = make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r1"))
+    dp = plan.task_configs["export"]["datapool"]
+    assert dp["trained"] is True and dp["checkpoint"] == str(
+        tmp_path / "out" / "r1" / "checkpoint_latest.ckpt"
+    )
+    off = make_plan(_cfg(tmp_path, "datapool.name=pool", "checkpoint=m.ckpt", "run_directory=r0"))
+    assert off.task_configs["export"]["datapool"]["trained"] is False
+    assert off.task_configs["export"]["datapool"]["checkpoint"] == str(tmp_path / "out" / "m.ckpt")
+
+    loc = dp["location"]
+    datapool.commit(loc, 0, ["a.png"], np.ones((1, 2)), ["h"], {"dim": 2}, run_id="r1")
+    again = make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r1"))
+    assert again.task_configs["export"]["datapool"]["version"] == 1
+    with pytest.raises(ConfigError) as err:
+        make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r2"))
+    assert err.value.key == "enable_training" and f"{loc}/checkpoint_latest.ckpt" in str(err.value)
+    make_plan(_cfg(tmp_path, "datapool.name=pool", "run_directory=r3"))  # without training: fine

@@ -346,3 +346,56 @@ def test_mirrored_checkpoint_folder_resumes_through_storage(tmp_path, tiny):
     r2 = training.train(files, s2, remote, progress=False, mirror=True)
     assert r2.start_epoch == 1 and len(r2.epochs) == 1
     assert torch.load(os.path.join(remote, "last.ckpt"), weights_only=True)["epoch"] == 1
+
+
+# --------------------------------------------------------------------------- video frames
+
+
+def test_listed_video_frames_are_trained_on(tmp_path, tiny, monkeypatch):
+    """Frames listed by ingest are decoded once (only the listed ones) and trained on like images;
+    a video that cannot be opened is reported, not fatal; the scratch copies are removed afterwards."""
+    from kurate import video
+    from kurate.phases.ingest import run_ingest
+    from tests.video_helpers import make_video
+
+    files, _ = tiny
+    root = tmp_path / "in"
+    root.mkdir()
+    for n in files.names[:6]:
+        (root / n).write_bytes(open(os.path.join(files.root, n), "rb").read())
+    make_video(root / "clips" / "a.mp4", n=12, size=(64, 48))
+    (root / "clips" / "b.mp4").write_bytes(b"not a video at all")
+    run_ingest(str(tmp_path / "files"), {"input_dir": str(root)})
+    listed = filelist.read(str(tmp_path / "files"))
+    assert sum(1 for v in listed.columns["video"] if v == "clips/a.mp4") == 12
+
+    # the scratch copies hold exactly the decoded frames, read once per video
+    want = {i: rgb for i, rgb, _ in video.iter_selected_rgb(str(root / "clips" / "a.mp4"), {0, 11})}
+    opened: list[str] = []
+    real_open = video.open_video
+
+    def counting_open(uri):
+        opened.append(uri)
+        return real_open(uri)
+
+    monkeypatch.setattr(video, "open_video", counting_open)
+    with training._frames_on_disk(listed, 32) as src:
+        rows = [i for i, v in enumerate(listed.columns["video"]) if v == "clips/a.mp4"]
+        scratch = os.path.dirname(src.uris[rows[0]])
+        assert all(src.uris[r].startswith(scratch) for r in rows)
+        b_row = listed.names.index("clips/b.mp4")
+        assert list(src.unusable) == [b_row] and "cannot open video" in src.unusable[b_row]
+        from PIL import Image
+
+        for r in (rows[0], rows[-1]):
+            frame = int(listed.columns["frame"][r])
+            np.testing.assert_array_equal(np.asarray(Image.open(src.uris[r]).convert("RGB")), want[frame])
+    assert opened.count(str(root / "clips" / "a.mp4")) == 1
+    assert not os.path.exists(scratch)
+
+    cfg = train_config(
+        lightly={"loader": {"batch_size": 4, "drop_last": False}, "trainer": {"max_epochs": 1}}
+    )
+    result = training.train(listed, training.TrainSettings.from_config(cfg), "", progress=False)
+    assert result.epochs[0]["images"] == len(listed.names) - 1  # 6 images + 12 frames; b.mp4 left out
+    assert [n for n, _ in result.failed] == ["clips/b.mp4"]

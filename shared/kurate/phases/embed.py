@@ -186,7 +186,7 @@ def run_embed(
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.phases.embed --clean-in P [--model-in P] --embeddings-out P [--shard-index I ...]``."""
+    """``python -m kurate.phases.embed --clean-in P [--model-in P] --embeddings-out P [--shard-index I]``."""
     a = _entry.parse(
         argv,
         __doc__ or "",
