@@ -694,10 +694,14 @@ def train(
         module = SimCLRModule(model, s, fingerprint)
         workers = embedding.resolve_num_workers(s.num_workers)
         sources = stack.enter_context(_frames_on_disk(files, int(s.collate.get("input_size", 64))))
+        sampler = _EpochSampler(len(files.names), s.seed, s.shuffle)
+        # A resumed fit may start the loader's workers (which prefetch at once) before Lightning's
+        # set_epoch: the first epoch must not be drawn with epoch 0's order and augmentations.
+        sampler.set_epoch(start_epoch)
         loader = torch.utils.data.DataLoader(
             _ViewsDataset(files, build_transform(s.collate), s.max_pixels, s.seed, sources),
             batch_size=min(s.batch_size, len(files.names)),  # as lightly: never zero batches
-            sampler=_EpochSampler(len(files.names), s.seed, s.shuffle),
+            sampler=sampler,
             drop_last=s.drop_last,
             num_workers=workers,
             collate_fn=_collate,
@@ -705,16 +709,24 @@ def train(
         )
         throughput = _Throughput(s.max_epochs)
         bar = _Bar(throughput)
-        ckpt_cb = ModelCheckpoint(
+        best_cb = ModelCheckpoint(  # lightly's: the best epoch(s) by loss
             dirpath=ckpt_dir,
             filename="lightly_epoch_{epoch:d}",
-            save_last=True,  # always: resuming needs it
             save_top_k=s.save_top_k,
             monitor="loss",
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
-        callbacks: list[Any] = [throughput, ckpt_cb] + ([bar] if progress else [])
+        # last.ckpt after every epoch, whatever the loss did: what a rerun resumes from. (Lightning 2.6's
+        # save_last only follows the top-k saves, so a worse epoch would leave an older last.ckpt.)
+        last_cb = ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename=LAST_CKPT.removesuffix(".ckpt"),
+            save_top_k=1,
+            monitor=None,
+            enable_version_counter=False,
+        )
+        callbacks: list[Any] = [throughput, best_cb, last_cb] + ([bar] if progress else [])
         if s.enable_model_summary:
             callbacks.append(ModelSummary(max_depth=s.summary_max_depth))
         if trainer_kwargs["accelerator"] == "gpu":

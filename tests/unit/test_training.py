@@ -399,3 +399,31 @@ def test_listed_video_frames_are_trained_on(tmp_path, tiny, monkeypatch):
     result = training.train(listed, training.TrainSettings.from_config(cfg), "", progress=False)
     assert result.epochs[0]["images"] == len(listed.names) - 1  # 6 images + 12 frames; b.mp4 left out
     assert [n for n, _ in result.failed] == ["clips/b.mp4"]
+
+
+def test_every_epoch_leaves_a_resumable_last_checkpoint(tmp_path, tiny):
+    """last.ckpt follows every epoch, not only the epochs lightly's best-by-loss checkpoint keeps
+    (save_top_k=0 keeps none): a rerun never redoes a finished epoch."""
+    files, _ = tiny
+    cfg = train_config(lightly={"trainer": {"max_epochs": 2}})
+    cfg["lightly"]["checkpoint_callback"] = {"save_top_k": 0}
+    training.train(files, training.TrainSettings.from_config(cfg), str(tmp_path / "ck"), progress=False)
+    assert sorted(os.listdir(tmp_path / "ck")) == ["last.ckpt"]
+    assert torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_resume_with_loader_workers_equals_an_uninterrupted_run(tmp_path, tiny):
+    """With background loader workers (which prefetch as soon as the epoch's loader starts), continuing a
+    finished 2-epoch run to 3 epochs gives exactly the weights of 3 epochs in one go."""
+    files, _ = tiny
+
+    def settings(epochs: int) -> training.TrainSettings:
+        cfg = train_config(lightly={"loader": {"num_workers": 2}, "trainer": {"max_epochs": epochs}})
+        return training.TrainSettings.from_config(cfg)
+
+    training.train(files, settings(2), str(tmp_path / "ck"), progress=False)
+    resumed = training.train(files, settings(3), str(tmp_path / "ck"), progress=False)
+    assert resumed.start_epoch == 2 and len(resumed.epochs) == 1
+    straight = training.train(files, settings(3), str(tmp_path / "ck2"), progress=False)
+    for k, v in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
