@@ -27,11 +27,11 @@ sys.path.insert(0, str(HERE.parent))  # tests.helpers: the generated datasets th
 sys.path.insert(0, str(HERE))
 
 
-def _files(root: Path, n_per_group: int, size: int) -> Any:
+def _files(root: Path, n_per_group: int, size: int, n_colours: int = 0) -> Any:
     from kurate.filelist import FileList
     from tests.helpers import make_structure_folder
 
-    labels = make_structure_folder(root, n_per_group=n_per_group, size=size, seed=0)
+    labels = make_structure_folder(root, n_per_group=n_per_group, size=size, seed=0, n_colours=n_colours)
     names = sorted(labels)
     return FileList(str(root), names), np.array([labels[n] for n in names])
 
@@ -89,7 +89,7 @@ def margin_section(tmp: Path) -> list[str]:
     from kurate import training
     from tests.unit import test_training_margin as margin
 
-    files, y = _files(tmp / "margin", n_per_group=40, size=24)
+    files, y = _files(tmp / "margin", n_per_group=40, size=24, n_colours=1)  # the test's data
     rows = []
     for seed in (1, 2, 3, 4):
         with warnings.catch_warnings():
@@ -201,7 +201,7 @@ def train_section(workers: int) -> list[str]:
 
 def pretag_section(tmp: Path, workers: int) -> list[str]:
     """The detector over the same images on the CPU and the GPU: the same objects, and the speed."""
-    from kurate import detection
+    from kurate import detection, pretag
     from kurate.filelist import FileList
     from tests.detector_helpers import CATEGORIES, make_shapes_folder, train_tiny_detector
 
@@ -212,15 +212,13 @@ def pretag_section(tmp: Path, workers: int) -> list[str]:
     root = tmp / "shapes"
     make_shapes_folder(root, layouts, seed=11)
     files = FileList(str(root), sorted(os.listdir(root)))
-    base = {
-        "source": "model",
-        "architecture": "fcos_tiny",
-        "checkpoint": ckpt,
-        "categories": CATEGORIES,
-        "score_threshold": 0.3,
-        "batch_size": 64,
-        "num_workers": workers,
-    }
+    # the settings file a user writes, read and validated as the plan does
+    (tmp / "pretag.yaml").write_text(
+        f"source: model\narchitecture: fcos_tiny\ncheckpoint: {ckpt}\n"
+        f"categories: [{', '.join(CATEGORIES)}]\nscore_threshold: 0.3\nbatch_size: 64\n"
+        f"num_workers: {workers}\n"
+    )
+    base = pretag.load_settings(str(tmp / "pretag.yaml"))
     res = {}
     for dev in ("cpu", "cuda", "cuda"):
         t0 = time.perf_counter()
@@ -255,7 +253,7 @@ def pretag_section(tmp: Path, workers: int) -> list[str]:
     ]
 
 
-def run(workers: int) -> str:
+def run(workers: int, only: set[str] | None = None) -> str:
     import torch
 
     if not torch.cuda.is_available():
@@ -278,6 +276,8 @@ def run(workers: int) -> str:
             ("margin", lambda: margin_section(tmp)),
             ("train", lambda: train_section(workers)),
         ):
+            if only and name not in only:
+                continue
             t0 = time.perf_counter()
             try:
                 body += fn()
@@ -296,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(HERE / "results-cuda.md"))
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    ap.add_argument("--only", default="", help="sections: embed,round trip,pretag,margin,train")
     a = ap.parse_args(argv)
-    text = run(a.workers)
+    text = run(a.workers, {x.strip() for x in a.only.split(",") if x.strip()} or None)
     Path(a.out).write_text(text)
     print(text)
     return 0
