@@ -478,6 +478,20 @@ def _videos_report(
     return section
 
 
+def _with_training(phases: dict[str, dict[str, Any]], emb_meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Add the train phase's time (it travels in the embeddings' meta) before embed, in pipeline order."""
+    training = emb_meta.get("training") or {}
+    if "train" in phases or training.get("seconds") is None:
+        return phases
+    out: dict[str, dict[str, Any]] = {}
+    for name, info in phases.items():
+        if name == "embed":
+            out["train"] = {"phase": "train", "duration_s": round(float(training["seconds"]), 3)}
+        out[name] = info
+    out.setdefault("train", {"phase": "train", "duration_s": round(float(training["seconds"]), 3)})
+    return out
+
+
 def read_inputs(
     files_in: str,
     clean_in: str,
@@ -501,8 +515,11 @@ def read_inputs(
         emb_names=list(names),
         embeddings=np.asarray(x),
         emb_meta=dict(meta),
-        phases=timing.collect(
-            [p for p in (files_in, clean_in, embeddings_in, predictions_in, selection_in) if p]
+        phases=_with_training(
+            timing.collect(
+                [p for p in (files_in, clean_in, embeddings_in, predictions_in, selection_in) if p]
+            ),
+            dict(meta),
         ),
         predictions=predictions_in,
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from kurate import embeddings_io, filelist, storage
+from kurate import embeddings_io, filelist, storage, timing
 from kurate.errors import ConfigError, KurateError
 
 log = logging.getLogger("kurate.sharding")
@@ -171,5 +171,7 @@ def merge_embeddings(shard_paths: Sequence[str], out: str) -> dict[str, Any]:
     meta = _merged_meta([t[4] for t in loaded], [len(t[2]) for t in loaded])
     meta["dim"] = dim
     embeddings_io.write_embeddings(out, names_all, x_all, meta)
+    # the report's embed time: from the first shard's start to the last shard's end
+    timing.write_span(out, "embed", (timing.read(t[5]) for t in loaded), shards=count)
     log.info("merged %d embedding shard(s): %d sample(s), dimension %d", count, len(names_all), dim)
     return meta

@@ -66,6 +66,30 @@ def read(artifact: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "phase" in data else None
 
 
+def write_span(
+    artifact: str, phase: str, parts: Iterable[dict[str, Any]], **extra: Any
+) -> dict[str, Any] | None:
+    """Write ``phase.json`` spanning ``parts`` (the phase.json of each shard of a fanned-out phase).
+
+    The phase took from the first part's start to the last part's end (they ran side by side); None,
+    and nothing written, without parts.
+    """
+    spans = [p for p in parts if p]
+    if not spans:
+        return None
+    started = min(float(p["started_at"]) for p in spans)
+    finished = max(float(p["finished_at"]) for p in spans)
+    info = {
+        "phase": phase,
+        "started_at": round(started, 3),
+        "finished_at": round(finished, 3),
+        "duration_s": round(finished - started, 3),
+        **extra,
+    }
+    storage.write_text(storage.join(artifact, PHASE_FILE), json.dumps(info))
+    return info
+
+
 def collect(artifacts: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Phase name → its times, from the artifacts' ``phase.json`` files (first one per phase wins).
 

@@ -42,6 +42,10 @@ def test_kurate_trains_embeds_with_the_trained_model_and_selects(tmp_path):
     emb = report["embedding"]
     assert emb["source"] == f"trained in this run: {latest}"
     assert emb["training"]["epochs"] == 2 and emb["training"]["resumed_from_epoch"] == 0
+    # the report's time per phase lists training (from the model's meta) and the sharded embed's span
+    durations = report["phase_durations_s"]
+    assert list(durations)[:4] == ["ingest", "check", "train", "embed"]
+    assert durations["train"] == round(emb["training"]["seconds"], 3) and durations["embed"] > 0
     assert len((run_dir / "filenames" / "sampled_filenames.txt").read_text().splitlines()) == 4
 
     # the saved model loads back through checkpoint= (no training): the very same embeddings

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from kurate import embeddings_io, filelist, sharding
+from kurate import embeddings_io, filelist, sharding, timing
 from kurate.errors import ConfigError, KurateError
 from kurate.phases.embed import run_embed
 from kurate.phases.merge import main as merge_main
@@ -70,6 +70,12 @@ def test_sharded_embed_then_merge_equals_unsharded(tmp_path, count):
     np.testing.assert_array_equal(x2, x1)
     assert m2["root"] == m1["root"] == "/data" and m2["source"] == m1["source"] and m2["dim"] == 5
     assert meta["shards"] == count and "shard" not in m2
+    # the report's embed time spans the shards: first start to last end
+    parts = [timing.read(p) for p in shard_paths]
+    span = timing.read(str(tmp_path / "merged"))
+    assert span is not None and span["phase"] == "embed" and span["shards"] == count
+    assert span["started_at"] == min(p["started_at"] for p in parts)
+    assert span["finished_at"] == max(p["finished_at"] for p in parts)
 
 
 def test_merge_cli_reads_a_folder_of_shards(tmp_path):
