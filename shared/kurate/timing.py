@@ -67,7 +67,7 @@ def read(artifact: str) -> dict[str, Any] | None:
 
 
 def write_span(
-    artifact: str, phase: str, parts: Iterable[dict[str, Any]], **extra: Any
+    artifact: str, phase: str, parts: Iterable[dict[str, Any] | None], **extra: Any
 ) -> dict[str, Any] | None:
     """Write ``phase.json`` spanning ``parts`` (the phase.json of each shard of a fanned-out phase).
 
