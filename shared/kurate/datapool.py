@@ -9,9 +9,11 @@ Layout at the datapool location (a local folder or a bucket prefix; default
         sha256.txt                                  content hash of each entry (same order)
         processed.csv                               filename,sha256 of every sample any run considered
         datapool.csv                                Lightly's layout (filenames, embedding_*, labels)
+        weak_labels.json                            pretagging predictions of the entries (append_weak_labels)
     datapool_latest.csv            copy of the current state's datapool.csv (Lightly's name)
     model/model.json               the model the embeddings come from (+ model/checkpoint.* if given)
     checkpoint_latest.ckpt         the model trained by the run that made the current state (enable_training)
+    weak_labels_latest.json        copy of the current state's weak_labels.json (append_weak_labels)
     samples/                       the selected samples themselves (upload_dataset)
     cache/embeddings/              the content-addressed embedding cache (kurate.embed_cache)
 
@@ -54,6 +56,9 @@ LATEST_CSV = "datapool_latest.csv"
 MODEL_DIR = "model"
 #: The model trained by the run that made the current state (enable_training), Lightly's file name.
 LATEST_CHECKPOINT = "checkpoint_latest.ckpt"
+#: append_weak_labels: the pretagging predictions of the state's entries (in each state folder; latest copy).
+WEAK_LABELS = "weak_labels.json"
+LATEST_WEAK_LABELS = "weak_labels_latest.json"
 SAMPLES_DIR = "samples"
 CACHE_DIR = "cache/embeddings"
 #: Sub-list of the check phase's clean artifact: the samples already in the datapool.
@@ -278,6 +283,7 @@ def commit(
     keep_history: bool = True,
     checkpoint: str = "",
     trained: bool = False,
+    weak_labels: dict[str, Any] | None = None,
     labels: Sequence[int] | None = None,
 ) -> CommitResult:
     """Add (or replace, by name) ``names`` to the state ``base_version`` and commit it as the next version.
@@ -285,7 +291,8 @@ def commit(
     ``processed`` (name, sha256) are the samples this run considered (picked or not): later runs
     with ``datasource.process_all=False`` skip them while their content is unchanged. ``checkpoint`` is
     the model the embeddings come from; ``trained``: this run trained it (it is also copied to
-    ``checkpoint_latest.ckpt``).
+    ``checkpoint_latest.ckpt``). ``weak_labels`` (:func:`kurate.pretag.weak_labels` of ``names``,
+    append_weak_labels) are stored with the entries; entries kept from the previous state keep theirs.
 
     Raises :class:`DatapoolConflictError` if another run committed since ``base_version`` was read
     (checked first, and enforced by the exclusive create of the pointer).
@@ -303,7 +310,9 @@ def commit(
     seen = dict(read_processed(base.state)) if base is not None else {}
     seen.update(processed)
     seen.update(zip(names, hashes, strict=True))
+    carried: dict[str, Any] | None = None
     if base is not None:
+        carried = read_weak_labels(base.state)
         old_names, old_x, old_hashes, old_meta = read_state(base.state)
         stored = dict(old_meta.get("model_description") or {})
         check_compatible(loc, stored, description)
@@ -335,6 +344,9 @@ def commit(
     _write_processed(storage.join(state, PROCESSED_FILE), sorted(seen.items()))
     with storage.atomic_writer(storage.join(state, STATE_CSV), "w", encoding="utf-8") as fh:
         embeddings_io.write_lightly_csv(fh, all_names, x, labels_for(all_names))
+    merged_labels = _merge_weak_labels(carried, weak_labels, set(all_names) - set(names), set(names))
+    if merged_labels is not None:
+        storage.write_text(storage.join(state, WEAK_LABELS), json.dumps(merged_labels, indent=1))
     pointer = {
         "format": FORMAT,
         "version": version,
@@ -360,6 +372,48 @@ def commit(
     return CommitResult(version, state, len(all_names), len(names) - replaced, replaced)
 
 
+def read_weak_labels(state: str) -> dict[str, Any] | None:
+    """The weak labels stored with a state's entries, or None (no run appended any)."""
+    try:
+        data = json.loads(storage.read_text(storage.join(state, WEAK_LABELS)))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise DatapoolError(f"datapool state {state}: {WEAK_LABELS} is not valid JSON ({exc})") from exc
+    return data if isinstance(data, dict) else None
+
+
+def _merge_weak_labels(
+    carried: dict[str, Any] | None, new: dict[str, Any] | None, kept: set[str], added: set[str]
+) -> dict[str, Any] | None:
+    """Weak labels of the next state: the previous state's for the entries it keeps, this run's for its own.
+
+    Categories are merged by id (this run's name wins where they disagree); each record keeps the
+    ``source`` that predicted it.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    categories: dict[int, dict[str, Any]] = {}
+    for data, names in ((carried, kept), (new, added)):
+        if not data:
+            continue
+        for cat in data.get("categories") or []:
+            categories[int(cat["id"])] = dict(cat)
+        source = data.get("source", "")
+        for rec in data.get("samples") or []:
+            if rec.get("file_name") in names:
+                records[str(rec["file_name"])] = {"source": source, **rec}
+    if not records:
+        return None
+    from kurate.pretag import WEAK_LABELS_FORMAT
+
+    return {
+        "format": WEAK_LABELS_FORMAT,
+        "task_type": (new or carried or {}).get("task_type", "object-detection"),
+        "categories": [categories[k] for k in sorted(categories)],
+        "samples": [records[n] for n in sorted(records)],
+    }
+
+
 def _conflict_message(loc: str, base: int, current: int) -> str:
     return (
         f"datapool {loc} was updated by another run (now at version {current}) after this run read "
@@ -382,6 +436,10 @@ def _after_commit(loc: str, version: int, state: str, description: dict[str, Any
     copied = state
     for _ in range(5):
         _copy(storage.join(copied, STATE_CSV), storage.join(loc, LATEST_CSV))
+        if storage.exists(storage.join(copied, WEAK_LABELS)):
+            _copy(storage.join(copied, WEAK_LABELS), storage.join(loc, LATEST_WEAK_LABELS))
+        elif storage.exists(storage.join(loc, LATEST_WEAK_LABELS)):  # none of the entries has labels now
+            storage.remove_tree(storage.join(loc, LATEST_WEAK_LABELS))
         head = read_head(loc)
         if head is None or head.state == copied:
             return

@@ -346,6 +346,7 @@ def update_datapool(
         keep_history=bool(dp.get("keep_history", True)),
         checkpoint=str(dp.get("checkpoint") or ""),
         trained=bool(dp.get("trained")),
+        weak_labels=_weak_labels(inputs, config, sampled),
     )
     section.update(
         version=result.version,
@@ -415,13 +416,25 @@ def _pretagging_outputs(
         "debug_image_count": len(debug_files),
         "weak_labels": None,
     }
-    if config.get("append_weak_labels", False):
-        sc = inputs.selection.columns.get("score")
-        scores = {n: float(v) for n, v in zip(inputs.selection.names, sc, strict=True)} if sc else None
-        data = pretag.weak_labels(src, sampled, scores)
+    data = _weak_labels(inputs, config, sampled)
+    if data is not None:
         storage.write_text(storage.join(run_dir, "data", "weak_labels.json"), json.dumps(data, indent=1))
         section["weak_labels"] = "data/weak_labels.json"
     return section
+
+
+def _weak_labels(inputs: RunInputs, config: dict[str, Any], sampled: Sequence[str]) -> dict[str, Any] | None:
+    """The selected samples' predictions and scores (append_weak_labels, active predictions), else None."""
+    from kurate import predictions as preds_io
+    from kurate import pretag
+
+    if not config.get("append_weak_labels", False) or not inputs.predictions:
+        return None
+    if not preds_io.read_meta(inputs.predictions).get("active"):
+        return None
+    sc = inputs.selection.columns.get("score")
+    scores = {n: float(v) for n, v in zip(inputs.selection.names, sc, strict=True)} if sc else None
+    return pretag.weak_labels(inputs.predictions, sampled, scores)
 
 
 def _frame_locations(files: filelist.FileList) -> dict[str, tuple[str, int]]:

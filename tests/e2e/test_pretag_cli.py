@@ -33,6 +33,7 @@ def runs(tmp_path_factory, tiny_detector):
         "pretagging=True",
         "pretagging_config=pretag.yaml",
         "pretagging_debug=True",
+        "datapool.name=shapes",  # an empty datapool: the same selection, and the weak labels kept in it
         *COMMON,
     )
     assert model.returncode == 0, model.stderr[-3000:]
@@ -87,6 +88,12 @@ def test_debug_images_and_weak_labels_are_written(runs):
     assert [s["file_name"] for s in weak["samples"]] == sorted(sampled) and len(sampled) == 8
     assert all(s["predictions"] and 0.2 <= s["score"] <= 1 for s in weak["samples"])
     assert {c["name"] for c in weak["categories"]} == set(CATEGORIES)
+    # append_weak_labels also stores them with the datapool's entries (each record names its source)
+    pool = run_dir.parent / "datapool" / "shapes"
+    stored = json.loads((pool / "weak_labels_latest.json").read_text())
+    assert [{k: v for k, v in r.items() if k != "source"} for r in stored["samples"]] == weak["samples"]
+    assert all(r["source"] == weak["source"] for r in stored["samples"])
+    assert stored["categories"] == weak["categories"]
 
 
 def test_a_predictions_folder_gives_the_same_weighted_selection(runs):

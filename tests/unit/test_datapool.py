@@ -124,6 +124,45 @@ def test_the_model_is_kept_with_the_datapool(tmp_path):
     )
 
 
+def test_weak_labels_are_kept_with_the_entries(tmp_path):
+    """append_weak_labels: each state stores its entries' predictions; kept entries keep theirs, a replaced
+    entry loses them unless the new run brings some, and weak_labels_latest.json follows the current state."""
+    loc = str(tmp_path / "pool")
+    pool = tmp_path / "pool"
+
+    def weak(source, names, cid=1):
+        return {
+            "format": "kurate.weak_labels/1",
+            "task_type": "object-detection",
+            "source": source,
+            "categories": [{"id": cid, "name": f"class{cid}"}],
+            "samples": [
+                {"file_name": n, "predictions": [{"category_id": cid, "bbox": [0, 0, 1, 1]}], "score": 1.0}
+                for n in names
+            ],
+        }
+
+    x = np.ones((2, 2))
+    datapool.commit(
+        loc, 0, ["a", "b"], x, ["ha", "hb"], {"dim": 2}, run_id="r1", weak_labels=weak("det1", ["a", "b"])
+    )
+    first = json.loads((pool / datapool.LATEST_WEAK_LABELS).read_text())
+    assert [(r["file_name"], r["source"]) for r in first["samples"]] == [("a", "det1"), ("b", "det1")]
+    # run 2 replaces b (changed content) and adds c, with labels from another detector for c only
+    datapool.commit(
+        loc, 1, ["b", "c"], x, ["hb2", "hc"], {"dim": 2}, run_id="r2", weak_labels=weak("det2", ["c"], cid=2)
+    )
+    second = json.loads((pool / datapool.LATEST_WEAK_LABELS).read_text())
+    assert [(r["file_name"], r["source"]) for r in second["samples"]] == [("a", "det1"), ("c", "det2")]
+    assert [c["id"] for c in second["categories"]] == [1, 2]
+    head = datapool.read_head(loc)
+    assert head is not None and datapool.read_weak_labels(head.state) == second
+    # run 3 (no append_weak_labels) replaces a and c: no entry has labels any more
+    datapool.commit(loc, 2, ["a", "c"], x, ["ha2", "hc2"], {"dim": 2}, run_id="r3")
+    assert not (pool / datapool.LATEST_WEAK_LABELS).exists()
+    assert datapool.read_weak_labels(datapool.read_head(loc).state) is None
+
+
 def test_split_seen_needs_same_name_and_same_content():
     clean = filelist.FileList(root="/r", names=["a", "b", "c", "d"], columns={"sha256": ["1", "2", "x", ""]})
     new, seen = datapool.split_seen(clean, {"a": "1", "b": "2", "c": "3", "d": ""})
