@@ -152,7 +152,8 @@ def load_detector(settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     path = str(settings["checkpoint"])
     arch = str(settings["architecture"])
     try:
-        obj = torch.load(str(storage.local_path(path)), map_location="cpu", weights_only=True)
+        with storage.local_copy(path) as local:  # a bucket object is downloaded to a temporary file
+            obj = torch.load(local, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise KurateError(f"checkpoint {path} cannot be loaded safely (weights_only): {msg}") from exc

@@ -21,10 +21,6 @@ class ConfigError(KurateError):
         return (type(self), (self.key, self.message))
 
 
-class NotSupportedYetError(ConfigError):
-    """A valid spec key that this version of kurate accepts but does not implement yet."""
-
-
 class CorruptFileError(KurateError):
     """A single input file cannot be used; reported and skipped, never fatal for the run."""
 

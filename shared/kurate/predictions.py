@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -188,10 +187,13 @@ def debug_dir(path: str) -> str:
 
 def read_json(path: str) -> Any:
     """A JSON file's content; :class:`BadPredictions` when it is not JSON (FileNotFoundError passes)."""
+    return parse_json(storage.read_bytes(path))
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON bytes (UTF-8) as data; :class:`BadPredictions` when they are not JSON."""
     try:
-        return json.loads(storage.read_text(path))
-    except FileNotFoundError:
-        raise
+        return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadPredictions(f"not valid JSON: {str(exc).splitlines()[0]}") from None
 
@@ -202,33 +204,33 @@ def lightly_task_dir(folder: str, task_name: str = "") -> str:
     A folder with ``schema.json`` is a task folder; one with ``tasks.json`` lists tasks: ``task_name``
     picks one, or the only object-detection task.
     """
-    if os.path.isfile(os.path.join(folder, "schema.json")) and not task_name:
+    if storage.is_file(storage.join(folder, "schema.json")) and not task_name:
         return folder
-    for cand in (folder, os.path.join(folder, ".lightly", "predictions")):
-        tasks_file = os.path.join(cand, "tasks.json")
-        if os.path.isfile(tasks_file):
+    for cand in (folder, storage.join(folder, ".lightly", "predictions")):
+        tasks_file = storage.join(cand, "tasks.json")
+        if storage.is_file(tasks_file):
             tasks = read_json(tasks_file)
             if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
                 raise BadPredictions(f"{tasks_file}: expected a list of task names")
             if task_name:
                 if task_name not in tasks:
                     raise BadPredictions(f"{tasks_file}: no task {task_name!r} (tasks: {', '.join(tasks)})")
-                return os.path.join(cand, task_name)
-            detection = [t for t in tasks if _task_type(os.path.join(cand, t)) == TASK_TYPE]
+                return storage.join(cand, task_name)
+            detection = [t for t in tasks if _task_type(storage.join(cand, t)) == TASK_TYPE]
             if len(detection) != 1:
                 raise BadPredictions(
                     f"{tasks_file}: {len(detection)} object-detection task(s) ({', '.join(detection)}); "
                     "name one with task_name"
                 )
-            return os.path.join(cand, detection[0])
-    if task_name and os.path.isdir(os.path.join(folder, task_name)):
-        return os.path.join(folder, task_name)
+            return storage.join(cand, detection[0])
+    if task_name and storage.is_folder(storage.join(folder, task_name)):
+        return storage.join(folder, task_name)
     raise BadPredictions(f"{folder}: neither a Lightly task folder (schema.json) nor a predictions folder")
 
 
 def _task_type(task_dir: str) -> str:
     try:
-        schema = read_json(os.path.join(task_dir, "schema.json"))
+        schema = read_json(storage.join(task_dir, "schema.json"))
     except (FileNotFoundError, BadPredictions):
         return ""
     return str(schema.get("task_type", "")) if isinstance(schema, dict) else ""
@@ -236,7 +238,7 @@ def _task_type(task_dir: str) -> str:
 
 def read_schema(task_dir: str) -> list[dict[str, Any]]:
     """The categories of a Lightly task folder's ``schema.json`` (object detection only)."""
-    path = os.path.join(task_dir, "schema.json")
+    path = storage.join(task_dir, "schema.json")
     schema = read_json(path)
     if not isinstance(schema, dict):
         raise BadPredictions(f"{path}: expected an object with task_type and categories")
@@ -248,7 +250,7 @@ def read_schema(task_dir: str) -> list[dict[str, Any]]:
 def lightly_file_for(task_dir: str, name: str) -> str:
     """Lightly's prediction file of sample ``name``: its path with ``.json`` for the extension."""
     base = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
-    return os.path.join(task_dir, *f"{base}.json".split("/"))
+    return storage.join(task_dir, f"{base}.json")
 
 
 def read_single_file(path: str) -> tuple[list[dict[str, Any]], dict[str, list[Prediction]], list[list[str]]]:
@@ -272,7 +274,7 @@ def read_single_file(path: str) -> tuple[list[dict[str, Any]], dict[str, list[Pr
         out[name] = out.get(name, []) + preds
 
     if path.lower().endswith(".jsonl"):
-        with open(path, encoding="utf-8") as fh:
+        with storage.local_copy(path) as local, open(local, encoding="utf-8") as fh:
             for i, line in enumerate(fh, 1):
                 if not line.strip():
                     continue

@@ -93,7 +93,7 @@ def load_settings(path: str) -> dict[str, Any]:
         if not isinstance(v, str) or not v:
             raise _fail(path, key, "missing; a path (relative to this file's folder, or absolute)")
         full = storage.resolve_relative(v, here)
-        ok = os.path.isfile(full) or (folder_ok and os.path.isdir(full))
+        ok = storage.is_file(full) or (folder_ok and storage.is_folder(full))
         if not ok:
             raise _fail(path, key, f"{full} does not exist" + ("" if folder_ok else " or is not a file"))
         return full
@@ -145,7 +145,7 @@ def load_settings(path: str) -> dict[str, Any]:
             raise _fail(path, "task_name", f"got {task!r}; allowed: a task folder name")
         out["task_name"] = task
         p = out["predictions"]
-        if os.path.isfile(p) and not p.lower().endswith((".json", ".jsonl")):
+        if storage.is_file(p) and not p.lower().endswith((".json", ".jsonl")):
             raise _fail(path, "predictions", f"{p}: allowed: a folder, or a .json / .jsonl file")
     return out
 
@@ -281,22 +281,27 @@ def from_predictions(
     bad: list[list[str]] = []
     unmatched = 0
     try:
-        if os.path.isdir(src):
+        if storage.is_folder(src):
             task_dir = preds_io.lightly_task_dir(src, str(settings.get("task_name") or ""))
-            if not categories and os.path.isfile(os.path.join(task_dir, "schema.json")):
+            if not categories and storage.is_file(storage.join(task_dir, "schema.json")):
                 categories = preds_io.read_schema(task_dir)
             where = f"Lightly predictions {task_dir}"
-            for name in names:
-                path = preds_io.lightly_file_for(task_dir, name)
-                try:
-                    data = preds_io.read_json(path)
-                    _, ps = preds_io.clean_record(data, name)
-                except FileNotFoundError:
+            paths = [preds_io.lightly_file_for(task_dir, name) for name in names]
+            # one small file per sample: read them in parallel from a bucket (in list order)
+            for name, (path, got) in zip(
+                names, storage.read_many(paths, storage.read_threads(task_dir)), strict=True
+            ):
+                ps: list[preds_io.Prediction] = []
+                if isinstance(got, FileNotFoundError | IsADirectoryError):
                     missing.append(name)
-                    ps = []
-                except preds_io.BadPredictions as exc:
-                    bad.append([name, f"{os.path.relpath(path, task_dir)}: {exc}"])
-                    ps = []
+                elif isinstance(got, OSError):
+                    bad.append([name, f"{path[len(task_dir) + 1 :]}: cannot read ({got})"])
+                else:
+                    try:
+                        _, ps = preds_io.clean_record(preds_io.parse_json(got), name)
+                    except preds_io.BadPredictions as exc:
+                        bad.append([name, f"{path[len(task_dir) + 1 :]}: {exc}"])
+                        ps = []
                 out.append(ps)
         else:
             cats, records, bad = preds_io.read_single_file(src)

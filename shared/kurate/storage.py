@@ -219,6 +219,22 @@ def exists(uri: str) -> bool:
     return os.path.exists(uri)
 
 
+def is_file(uri: str) -> bool:
+    """True if ``uri`` is a file (an object, in a bucket); a folder is not a file."""
+    if is_remote(uri):
+        be, bucket, key = _remote(uri)
+        return bool(key.strip("/")) and be.exists(bucket, key)
+    return os.path.isfile(uri)
+
+
+def is_folder(uri: str) -> bool:
+    """True if ``uri`` is a folder (in a bucket: some object lies under ``uri/``)."""
+    if is_remote(uri):
+        be, bucket, key = _remote(uri)
+        return be.any_under(bucket, _folder_prefix(key))
+    return os.path.isdir(uri)
+
+
 @contextmanager
 def local_copy(uri: str) -> Iterator[str]:
     """A local path holding the object's bytes: ``uri`` itself if local, else a temporary download.

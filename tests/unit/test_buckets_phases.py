@@ -142,3 +142,56 @@ def test_plan_with_bucket_locations(remote, monkeypatch):
     with pytest.raises(ConfigError) as err:  # an input prefix with nothing under it
         make_plan(compose_config([f"input_dir={scheme}://{bucket}/nothing", f"output_dir={uri}x", *base]))
     assert err.value.key == "input_dir"
+
+
+def test_pretagging_settings_predictions_and_detector_in_a_bucket(remote, tmp_path, tiny_detector):
+    """``pretagging_config`` in a bucket, with the paths in it relative to it: a Lightly predictions folder
+    (read in parallel, one file per sample; a missing and a malformed file reported) and a detector
+    checkpoint. The predictions equal those of the same files on local disk."""
+    import json
+    import shutil
+
+    from kurate import predictions as preds_io
+    from kurate.phases.pretag import run_pretag
+    from tests.detector_helpers import CATEGORIES, make_shapes_folder
+
+    scheme, helper, bucket, _ = remote
+    make_shapes_folder(tmp_path / "shapes", [[1], [2, 2], [1, 2], [2], [1, 1]], seed=3)
+    names = sorted(p.name for p in (tmp_path / "shapes").iterdir())
+    clean = str(tmp_path / "clean")
+    filelist.write(clean, filelist.FileList(str(tmp_path / "shapes"), names))
+
+    cfg = tmp_path / "cfg"
+    task = cfg / "preds" / ".lightly" / "predictions" / "shapes"
+    task.mkdir(parents=True)
+    (task.parent / "tasks.json").write_text('["shapes"]')
+    cats = [{"id": i, "name": n} for i, n in enumerate(CATEGORIES)]
+    (task / "schema.json").write_text(json.dumps({"task_type": "object-detection", "categories": cats}))
+    for i, name in enumerate(names[:-1]):  # the last sample has no file: missing
+        box = {"category_id": 1 + i % 2, "bbox": [1, 2, 3, 4], "score": 0.9}
+        (task / name.replace(".png", ".json")).write_text(
+            json.dumps({"file_name": name, "predictions": [box]})
+        )
+    (task / names[1].replace(".png", ".json")).write_text("{not json")  # reported, skipped
+    (cfg / "from-preds.yaml").write_text("source: predictions\npredictions: preds\n")
+    shutil.copyfile(tiny_detector, cfg / "det.pt")
+    (cfg / "model.yaml").write_text(
+        "source: model\narchitecture: fcos_tiny\ncheckpoint: det.pt\n"
+        f"categories: [{', '.join(CATEGORIES)}]\nscore_threshold: 0.3\n"
+    )
+    helper.upload_folder(cfg, bucket, "cfg")
+    for settings_file in ("from-preds.yaml", "model.yaml"):
+        results = []
+        for where in (str(cfg / settings_file), f"{scheme}://{bucket}/cfg/{settings_file}"):
+            out = str(tmp_path / f"out-{len(results)}-{settings_file}")
+            meta = run_pretag(clean, out, {"pretagging": True, "pretagging_config": where})
+            results.append((list(preds_io.iter_records(out)), meta))
+        (local_recs, local_meta), (remote_recs, remote_meta) = results
+        assert remote_recs == local_recs and len(remote_recs) == len(names)
+        for key in ("missing", "bad_file_count", "objects", "categories"):
+            assert remote_meta.get(key) == local_meta.get(key), key
+        if settings_file == "from-preds.yaml":
+            assert remote_meta["missing"] == 1 and remote_meta["bad_file_count"] == 1
+            assert remote_meta["source"].startswith(f"Lightly predictions {scheme}://{bucket}/cfg/preds/")
+        else:
+            assert remote_meta["objects"] > 0

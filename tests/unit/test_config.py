@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from kurate.config import load
 from kurate.config.schema import PHASE_KEYS, KurateConfig
-from kurate.errors import ConfigError, NotSupportedYetError
+from kurate.errors import ConfigError
 
 OK = ["stopping_condition.n_samples=10"]
 
@@ -228,10 +228,9 @@ def test_training_with_embeddings_is_an_error():
     assert err.value.key == "enable_training"
 
 
-def test_not_yet_implemented_values_fail_clearly():
-    with pytest.raises(NotSupportedYetError) as err:
-        load.compose_config([*OK, "pretagging=True", "pretagging_config=s3://bucket/pretag.yaml"])
-    assert err.value.key == "pretagging_config" and "not supported yet" in str(err.value)
+def test_pretagging_settings_in_a_bucket_are_accepted():
+    cfg = load.compose_config([*OK, "pretagging=True", "pretagging_config=s3://bucket/pretag.yaml"])
+    assert cfg.pretagging_config == "s3://bucket/pretag.yaml"
 
 
 @pytest.mark.parametrize(
@@ -303,14 +302,12 @@ def test_bad_location_names_the_key(override, key):
         (["pretagging=True"], "pretagging_config", "needs a settings file"),
         (["pretagging_debug=True"], "pretagging_debug", "needs pretagging=True"),
         (["append_weak_labels=True"], "append_weak_labels", "needs pretagging=True"),
-        (["pretagging=True", "pretagging_config=s3://b/p.yaml"], "pretagging_config", "bucket"),
     ],
 )
 def test_pretagging_keys_are_checked_at_start(overrides, key, says):
     with pytest.raises(ConfigError) as err:
         load.compose_config([*OK, *overrides])
     assert err.value.key == key and says in str(err.value)
-    assert "not supported yet" not in str(err.value) or key == "pretagging_config"
 
 
 def test_pretagging_keys_are_accepted():
@@ -324,7 +321,6 @@ def test_pretagging_keys_are_accepted():
         ]
     )
     assert cfg.pretagging and cfg.pretagging_debug and cfg.append_weak_labels
-    assert not any(k.startswith(("pretagging", "append_weak")) for k, _, _ in load.NOT_SUPPORTED_YET)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kurate.config.schema import PHASE_KEYS, KurateConfig
-from kurate.errors import ConfigError, NotSupportedYetError
+from kurate.errors import ConfigError
 
 SCHEMA_NAME = "kurate_schema"
 _USER_NAME = "kurate_user_config"
@@ -366,26 +366,6 @@ def validate(cfg: DictConfig) -> None:
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
         )
     _check_locations(cfg)
-    _check_not_supported_yet(cfg)
-
-
-#: Keys that this version accepts but does not implement yet: (key, default value, issue).
-NOT_SUPPORTED_YET: tuple[tuple[str, Any, str], ...] = ()
-
-
-def _check_not_supported_yet(cfg: DictConfig) -> None:
-    for key, default, what in NOT_SUPPORTED_YET:
-        value = OmegaConf.select(cfg, key)
-        if value != default:
-            raise NotSupportedYetError(
-                key, f"not supported yet ({what} is not implemented in this version); leave it at {default!r}"
-            )
-    pc = str(cfg.pretagging_config or "")
-    if pc.startswith(SCHEMES):
-        raise NotSupportedYetError(
-            "pretagging_config",
-            "bucket URIs (s3://, gs://) are not supported yet for the pretagging settings file",
-        )
 
 
 #: URI schemes kurate reads and writes (besides local paths).
