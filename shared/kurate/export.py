@@ -278,6 +278,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "min_distance": sel_extra.get("min_distance"),
             "selected": len(sampled),
             "stop_reason": sel_extra.get("stop_reason"),
+            "device": sel_extra.get("device", "cpu"),
             "normalized_embeddings": sel_extra.get("normalized"),
             "scorer": sel_extra.get("scorer")
             or {"active": False, "reason": "the selection did not record a scorer"},

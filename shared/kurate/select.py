@@ -25,6 +25,7 @@ __all__ = [
     "normalize",
     "random_selection",
     "resolve_n_samples",
+    "select_device",
 ]
 
 StopReason = Literal["n_samples", "min_distance", "exhausted"]
@@ -255,6 +256,7 @@ def coreset_with_info(
     preselected: Sequence[int] | np.ndarray = (),
     weights: np.ndarray | None = None,
     preselected_embeddings: np.ndarray | None = None,
+    device: str = "cpu",
 ) -> SelectionResult:
     """Exact k-center greedy (farthest-first on Euclidean distance), with the reason it stopped.
 
@@ -279,6 +281,12 @@ def coreset_with_info(
     Memory O(N·d); each step is one GEMV over the embeddings plus a few N-length float32 passes.
     Distances are float32 squared norms expanded as ||x||² - 2x·c + ||c||², so distances below about
     sqrt(1e-7)·||x|| are rounding noise: compare ``min_distance`` on normalized embeddings.
+
+    ``device``: ``"cpu"`` (numpy), or a torch device for the greedy steps (``"cuda"``, ``"cuda:1"``;
+    ``"cpu:0"`` runs the torch steps on the CPU, for checks), which then read the embeddings from GPU
+    memory (see :func:`select_device`); the start (centroid, preselected) is computed with numpy either
+    way. Same algorithm and float32 arithmetic, so the picks agree except where two candidates'
+    distances tie to the last bits (summation order differs).
     """
     x = _as_matrix(embeddings)
     _check_n_samples(n_samples)
@@ -358,6 +366,9 @@ def coreset_with_info(
         mind.fill(np.inf)
         take(first, math.inf)
 
+    if device != "cpu":
+        reason = _greedy_torch(x, sq, mind, w2_eff, thr, n_samples, picks, dists, n_selected, device)
+        return result(reason)
     while True:
         if n_samples is not None and len(picks) >= n_samples:
             return result("n_samples")
@@ -373,6 +384,93 @@ def coreset_with_info(
         take(i, math.sqrt(max(float(mind[i]), 0.0)))
 
 
+def _greedy_torch(
+    x: np.ndarray,
+    sq: np.ndarray,
+    mind: np.ndarray,
+    w2_eff: np.ndarray | None,
+    thr: float | None,
+    n_samples: int | None,
+    picks: list[int],
+    dists: list[float],
+    n_selected: int,
+    device: str,
+) -> StopReason:
+    """The greedy steps of :func:`coreset_with_info` with torch on ``device``: the same arithmetic.
+
+    ``mind`` holds the squared distances to the selected set so far (-inf: selected); ``picks`` and
+    ``dists`` are extended in place. One GEMV, a few N-length passes and one host sync per pick.
+    """
+    import torch
+
+    dev = torch.device(device)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+    sqt = torch.from_numpy(sq).to(dev)
+    md = torch.from_numpy(mind).to(dev)
+    w2 = torch.from_numpy(w2_eff).to(dev) if w2_eff is not None else None
+    buf = torch.empty_like(md)
+    score = torch.empty(md.shape, dtype=torch.float64, device=dev) if w2 is not None else None
+    neg_inf = float("-inf")
+    n = int(xt.shape[0])
+    while True:
+        if n_samples is not None and len(picks) >= n_samples:
+            return "n_samples"
+        if n_selected == n:
+            return "exhausted"
+        if picks:  # fold in the latest pick
+            last = picks[-1]
+            torch.mv(xt, xt[last] * -2.0, out=buf)
+            buf += sqt
+            buf += sqt[last]
+            buf.clamp_(min=0.0)
+            torch.minimum(md, buf, out=md)
+        if w2 is None or score is None:
+            best, idx = torch.max(md, dim=0)
+            i, d2 = int(idx), float(best)
+            if thr is not None and d2 < thr:
+                return "min_distance"
+        else:
+            torch.mul(md, w2, out=score)
+            if thr is not None:
+                score.masked_fill_(md < thr, neg_inf)
+            best, idx = torch.max(score, dim=0)
+            if float(best) == neg_inf:
+                return "min_distance"
+            i = int(idx)
+            d2 = float(md[i])
+            w2[i] = 1.0
+        picks.append(i)
+        dists.append(math.sqrt(max(d2, 0.0)))
+        md[i] = neg_inf
+        n_selected += 1
+
+
+#: Below this many embedding values (N·d) the numpy steps are already fast; a GPU would not pay.
+GPU_MIN_VALUES = 1 << 22
+
+
+def select_device(n: int, d: int, requested: str = "auto") -> str:
+    """The device for the coreset's greedy steps: ``requested`` (``cpu``, ``cuda``), or one for ``auto``.
+
+    ``auto`` is CUDA when torch sees a GPU, the embeddings are large enough to gain
+    (N·d >= ``GPU_MIN_VALUES``) and they fit in half of the GPU's free memory; else the CPU.
+    """
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: got {requested!r}; allowed: auto, cpu, cuda")
+    if requested != "auto":
+        return requested
+    if n * d < GPU_MIN_VALUES:
+        return "cpu"
+    try:
+        import torch
+    except ImportError:  # the select image ships without torch
+        return "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    free, _total = torch.cuda.mem_get_info()
+    return "cuda" if (n * d + 4 * n) * 4 < free // 2 else "cpu"
+
+
 def coreset(
     embeddings: np.ndarray,
     n_samples: int | None = None,
@@ -380,10 +478,11 @@ def coreset(
     preselected: Sequence[int] | np.ndarray = (),
     weights: np.ndarray | None = None,
     preselected_embeddings: np.ndarray | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Indices (int64, pick order) of the new k-center greedy picks; see :func:`coreset_with_info`."""
     return coreset_with_info(
-        embeddings, n_samples, min_distance, preselected, weights, preselected_embeddings
+        embeddings, n_samples, min_distance, preselected, weights, preselected_embeddings, device
     ).indices
 
 

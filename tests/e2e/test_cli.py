@@ -103,6 +103,7 @@ def test_lists_partition_the_input_with_exact_counts(finished_run):
     # every phase that did work has its time (the embed span comes through the merge step)
     assert {"ingest", "check", "embed", "pretag", "select", "export"} <= set(report["phase_durations_s"])
     assert "train" not in report["phase_durations_s"]  # enable_training=False: nothing trained
+    assert report["selection"]["device"] == "cpu"  # a tiny input: numpy, GPU or not
 
 
 def test_corrupt_reasons_and_quoting(finished_run):

@@ -211,3 +211,22 @@ def test_sequence_blocks_weigh_the_mean_score_of_their_frames(tmp_path):
     run_select(str(tmp_path / "emb"), str(tmp_path / "files"), str(tmp_path / "u"), plain, pred)
     unweighted = filelist.read(str(tmp_path / "u")).names
     assert sum(n.startswith("busy") for n in unweighted) == 12 and len(unweighted) == 16
+
+
+def test_select_phase_coreset_device(scored_set, monkeypatch):
+    """KURATE_SELECT_DEVICE picks where the coreset's steps run (recorded in the selection); the torch steps
+    select what the numpy ones do; a bad value is a one-line config error naming the variable."""
+    from kurate.errors import ConfigError
+
+    tmp, *_ = scored_set
+    cfg = {"stopping_condition": {"n_samples": 12}, "normalize_embeddings": False}
+    auto = run_select(str(tmp / "emb"), str(tmp / "files"), str(tmp / "d1"), cfg)
+    assert auto["device"] == "cpu"  # small input: the GPU would not pay, whatever the machine
+    monkeypatch.setenv("KURATE_SELECT_DEVICE", "cpu:0")
+    with pytest.raises(ConfigError) as err:
+        run_select(str(tmp / "emb"), str(tmp / "files"), str(tmp / "d2"), cfg)
+    assert err.value.key == "KURATE_SELECT_DEVICE" and "auto, cpu, cuda" in str(err.value)
+    monkeypatch.setenv("KURATE_SELECT_DEVICE", "CPU")
+    forced = run_select(str(tmp / "emb"), str(tmp / "files"), str(tmp / "d3"), cfg)
+    assert forced["device"] == "cpu"
+    assert filelist.read(str(tmp / "d3")).names == filelist.read(str(tmp / "d1")).names

@@ -643,3 +643,61 @@ def test_random_weighted_with_min_distance() -> None:
     d = pairwise(x, res.indices)
     assert d[~np.eye(10, dtype=bool)].min() >= 0.3
     assert (x[res.indices, 0] > 0).mean() >= 0.7
+
+
+# ----------------------------------------------------------------------------------------------
+# the torch steps (CUDA on a GPU machine; here torch on the CPU): the same picks as the reference
+# ----------------------------------------------------------------------------------------------
+
+TORCH_DEVICES = ["cpu:0"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_samples": 40},
+        {"n_samples": 30, "preselected": [3, 50, 120]},
+        {"n_samples": 35, "weights": "w"},
+        {"min_distance": 1.6, "weights": "w", "preselected": [7]},
+        {"min_distance": 2.2},
+        {"n_samples": 400},  # more than there are: exhausted
+    ],
+)
+def test_torch_steps_match_the_reference(device: str, kwargs: dict) -> None:
+    x = data(21)
+    kw = dict(kwargs)
+    if kw.get("weights") == "w":
+        kw["weights"] = np.random.default_rng(5).uniform(0.1, 1.0, len(x))
+    res = coreset_with_info(x, device=device, **kw)
+    ref, ref_d, reason = reference_coreset(x, **kw)
+    assert res.indices.tolist() == ref and res.stop_reason == reason
+    np.testing.assert_allclose(res.pick_distances, ref_d, rtol=1e-4, atol=1e-4)
+    assert res.indices.tolist() == coreset_with_info(x, **kw).indices.tolist()  # == the numpy steps
+
+
+def test_torch_steps_with_a_datapool_of_external_points() -> None:
+    x = data(22)
+    pool = data(23, n=50)
+    a = coreset_with_info(x, n_samples=25, preselected_embeddings=pool)
+    b = coreset_with_info(x, n_samples=25, preselected_embeddings=pool, device="cpu:0")
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_allclose(a.pick_distances, b.pick_distances, rtol=1e-5)
+
+
+def test_select_device_choice(monkeypatch) -> None:
+    import torch
+
+    from kurate.select import GPU_MIN_VALUES, select_device
+
+    assert select_device(10, 8, "auto") == "cpu"  # too small to gain
+    assert select_device(10, 8, "cuda") == "cuda" and select_device(10**9, 8, "cpu") == "cpu"
+    with pytest.raises(ValueError, match="allowed: auto, cpu, cuda"):
+        select_device(10, 8, "gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device(GPU_MIN_VALUES, 1, "auto") == "cpu"  # no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (80 << 30, 80 << 30))
+    assert select_device(GPU_MIN_VALUES, 1, "auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (1 << 20, 80 << 30))
+    assert select_device(GPU_MIN_VALUES, 1, "auto") == "cpu"  # does not fit

@@ -89,9 +89,16 @@ def run_select(
         weights = np.array([float(np.mean(scores.weights[rows])) for rows in blocks.rows])  # type: ignore[index]
     method = str(config.get("method", "coreset"))
     seed = int(config.get("seed", 1))
+    device = "cpu"
     if method == "coreset":
+        device = _coreset_device(points)
         result = selection.coreset_with_info(
-            points, n_samples=n_points, min_distance=min_d, weights=weights, preselected_embeddings=pool
+            points,
+            n_samples=n_points,
+            min_distance=min_d,
+            weights=weights,
+            preselected_embeddings=pool,
+            device=device,
         )
     elif method == "random":
         result = selection.random_selection(
@@ -128,6 +135,7 @@ def run_select(
             "valid": len(names),
             "input_count": input_size,
             "stop_reason": result.stop_reason,
+            "device": device,
             "normalized": normalized,
             "warnings": warnings,
             "scorer": scorer_info,
@@ -137,13 +145,29 @@ def run_select(
     )
     filelist.write(selection_out, out)
     log.info(
-        "selected %d of %d valid sample(s) with %s (stop: %s)",
+        "selected %d of %d valid sample(s) with %s on %s (stop: %s)",
         len(picked),
         len(names),
         method,
+        device,
         result.stop_reason,
     )
     return out.extra
+
+
+#: Where the coreset's greedy steps run: auto (a GPU when torch sees one and the embeddings are large
+#: enough to gain, see kurate.select.select_device), cpu or cuda.
+DEVICE_ENV = "KURATE_SELECT_DEVICE"
+
+
+def _coreset_device(points: np.ndarray) -> str:
+    import os
+
+    requested = os.environ.get(DEVICE_ENV, "auto").strip().lower() or "auto"
+    try:
+        return selection.select_device(int(points.shape[0]), int(points.shape[1]), requested)
+    except ValueError:
+        raise ConfigError(DEVICE_ENV, f"got {requested!r}; allowed: auto, cpu, cuda") from None
 
 
 def _datapool_points(
