@@ -186,8 +186,7 @@ def _datapool_keys(
             "enable_training",
             f"datapool {loc} already holds embeddings of its model (version {version}); a newly trained "
             f"model's embeddings could not be compared with them. Embed with the datapool's model "
-            f"(checkpoint={storage.join(loc, datapool.LATEST_CHECKPOINT)} enable_training=False) or use "
-            "another datapool.name",
+            f"({_datapool_model_hint(loc)}, enable_training=False) or use another datapool.name",
         )
     process_all = bool(cfg.datasource.process_all)
     tasks["check"].update(datapool_state="" if process_all else state, datapool_version=version)
@@ -206,6 +205,16 @@ def _datapool_keys(
         "trained": bool(cfg.enable_training),
         "run_id": run_id,
     }
+
+
+def _datapool_model_hint(loc: str) -> str:
+    """How to embed with the datapool's model: its checkpoint file, else the settings it records."""
+    from kurate import datapool
+
+    for name in (datapool.LATEST_CHECKPOINT, f"{datapool.MODEL_DIR}/checkpoint.ckpt"):
+        if storage.exists(storage.join(loc, name)):
+            return f"checkpoint={storage.join(loc, name)}"
+    return f"its settings are in {storage.join(loc, datapool.MODEL_DIR, 'model.json')}"
 
 
 def _pretag_task(cfg: DictConfig, rel: Any) -> dict[str, Any]:

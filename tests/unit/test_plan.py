@@ -190,5 +190,10 @@ def test_training_with_a_datapool(tmp_path):
     assert again.task_configs["export"]["datapool"]["version"] == 1
     with pytest.raises(ConfigError) as err:
         make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r2"))
-    assert err.value.key == "enable_training" and f"{loc}/checkpoint_latest.ckpt" in str(err.value)
+    assert err.value.key == "enable_training" and f"{loc}/model/model.json" in str(err.value)
+    with open(f"{loc}/checkpoint_latest.ckpt", "wb") as fh:  # a datapool made by a training run
+        fh.write(b"model")
+    with pytest.raises(ConfigError) as err:
+        make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r2"))
+    assert f"checkpoint={loc}/checkpoint_latest.ckpt" in str(err.value)
     make_plan(_cfg(tmp_path, "datapool.name=pool", "run_directory=r3"))  # without training: fine
