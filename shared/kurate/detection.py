@@ -228,14 +228,13 @@ class _Stream(torch.utils.data.IterableDataset):
             last = v
 
     def __iter__(self) -> Any:
-        from kurate import pretag
 
         info = torch.utils.data.get_worker_info()
         worker, n = (info.id, info.num_workers) if info is not None else (0, 1)
         for u, rows in enumerate(self.units):
             if u % n != worker:
                 continue
-            for row, img, reason in pretag.iter_images(self.files, rows, self.max_pixels):
+            for row, img, reason in media.iter_samples(self.files, rows, self.max_pixels):
                 if img is None:
                     yield row, None, reason
                 else:

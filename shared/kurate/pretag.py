@@ -23,12 +23,12 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from kurate import filelist, media, storage
+from kurate import filelist, storage
 from kurate import predictions as preds_io
-from kurate.errors import ConfigError, CorruptFileError
+from kurate.errors import ConfigError
 
 log = logging.getLogger("kurate.pretag")
 
@@ -151,42 +151,6 @@ def load_settings(path: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- decoding samples
-
-
-def iter_images(
-    files: filelist.FileList, rows: Sequence[int], max_pixels: int = media.DEFAULT_MAX_PIXELS
-) -> Iterator[tuple[int, Any, str]]:
-    """``(row, upright RGB PIL image or None, reason)`` for ``rows`` of ``files``.
-
-    Video frames are decoded from their video (one pass per video), images one by one; images first.
-    """
-    from PIL import Image
-
-    videos = files.columns.get("video") or [""] * len(files)
-    frames = files.columns.get("frame") or [""] * len(files)
-    by_video: dict[str, dict[int, int]] = {}
-    for r in rows:
-        if videos[r] and frames[r]:
-            by_video.setdefault(videos[r], {})[int(frames[r])] = r
-            continue
-        name = files.names[r]
-        try:
-            yield r, media.load_image(filelist.sample_uri(files.root, name), name, max_pixels), ""
-        except CorruptFileError as exc:
-            yield r, None, exc.reason
-        except OSError as exc:
-            yield r, None, f"cannot read file: {exc.strerror or exc}"
-    for vid, wanted in sorted(by_video.items()):
-        from kurate import video
-
-        try:
-            for index, rgb, reason in video.iter_selected_rgb(
-                filelist.sample_uri(files.root, vid), set(wanted)
-            ):
-                yield wanted[index], (Image.fromarray(rgb, "RGB") if rgb is not None else None), reason
-        except CorruptFileError as exc:
-            for r in wanted.values():
-                yield r, None, exc.reason
 
 
 # --------------------------------------------------------------------------- debug images

@@ -255,18 +255,8 @@ def frame_side_cap(input_size: int) -> int:
     return max(8 * int(input_size), 512)
 
 
-def _unopenable_reason(uri: str) -> str:
-    from kurate import video
-
-    try:
-        with video.open_video(uri):
-            return "video holds no usable frames"
-    except CorruptFileError as exc:
-        return exc.reason
-
-
 @contextlib.contextmanager
-def _frames_on_disk(files: filelist.FileList, input_size: int) -> Iterator[_Sources]:
+def _frames_on_disk(files: filelist.FileList, input_size: int, max_pixels: int) -> Iterator[_Sources]:
     """Sources for ``files``; listed video frames are decoded once into a scratch folder (removed after).
 
     Training visits every sample once per epoch in a shuffled order, so decoding a video front to back per
@@ -275,50 +265,26 @@ def _frames_on_disk(files: filelist.FileList, input_size: int) -> Iterator[_Sour
     :func:`frame_side_cap` (the random crops are then resized to ``input_size`` anyway).
     """
     src = _Sources.of_images(files)
-    videos = files.columns.get("video") or []
-    if not any(videos):
+    rows = [r for r, vid in enumerate(files.columns.get("video") or []) if vid]
+    if not rows:
         yield src
         return
     from PIL import Image
 
-    from kurate import video
-
-    frames = files.columns.get("frame") or [""] * len(files)
-    wanted: dict[str, dict[int, int]] = {}
-    for row, (vid, frame) in enumerate(zip(videos, frames, strict=True)):
-        if vid and frame != "":
-            wanted.setdefault(vid, {})[int(frame)] = row
-        elif vid:  # a video ingest could not expand into frames: listed by its file name
-            src.unusable[row] = _unopenable_reason(filelist.sample_uri(files.root, vid))
     cap = frame_side_cap(input_size)
     scratch = tempfile.mkdtemp(prefix="kurate-train-frames-")
     try:
         t0 = time.perf_counter()
-        for vid, rows in wanted.items():
-            try:
-                for index, rgb, reason in video.iter_selected_rgb(
-                    filelist.sample_uri(files.root, vid), set(rows)
-                ):
-                    row = rows[index]
-                    if rgb is None:
-                        src.unusable[row] = reason
-                        continue
-                    img = Image.fromarray(rgb)
-                    if max(img.size) > cap:
-                        img.thumbnail((cap, cap), Image.Resampling.BILINEAR)
-                    path = os.path.join(scratch, f"{row:010d}.png")
-                    img.save(path, compress_level=1)
-                    src.uris[row] = path
-            except CorruptFileError as exc:
-                for row in rows.values():
-                    src.unusable.setdefault(row, exc.reason)
-        n = sum(len(r) for r in wanted.values())
-        logger.info(
-            "decoded %d video frame(s) of %d video(s) for training in %.1f s",
-            n,
-            len(wanted),
-            time.perf_counter() - t0,
-        )
+        for row, img, reason in media.iter_samples(files, rows, max_pixels):
+            if img is None:
+                src.unusable[row] = reason
+                continue
+            if max(img.size) > cap:
+                img.thumbnail((cap, cap), Image.Resampling.BILINEAR)
+            path = os.path.join(scratch, f"{row:010d}.png")
+            img.save(path, compress_level=1)
+            src.uris[row] = path
+        logger.info("decoded %d video frame(s) for training in %.1f s", len(rows), time.perf_counter() - t0)
         yield src
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -693,7 +659,9 @@ def train(
             model, source = _start_model(s)
         module = SimCLRModule(model, s, fingerprint)
         workers = embedding.resolve_num_workers(s.num_workers)
-        sources = stack.enter_context(_frames_on_disk(files, int(s.collate.get("input_size", 64))))
+        sources = stack.enter_context(
+            _frames_on_disk(files, int(s.collate.get("input_size", 64)), s.max_pixels)
+        )
         sampler = _EpochSampler(len(files.names), s.seed, s.shuffle)
         # A resumed fit may start the loader's workers (which prefetch at once) before Lightning's
         # set_epoch: the first epoch must not be drawn with epoch 0's order and augmentations.

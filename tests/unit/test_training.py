@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from kurate import embedding, filelist, model_io, training
+from kurate import embedding, filelist, media, model_io, training
 from kurate.errors import ConfigError, KurateError
 from kurate.filelist import FileList
 from kurate.phases.embed import run_embed
@@ -379,7 +379,7 @@ def test_listed_video_frames_are_trained_on(tmp_path, tiny, monkeypatch):
         return real_open(uri)
 
     monkeypatch.setattr(video, "open_video", counting_open)
-    with training._frames_on_disk(listed, 32) as src:
+    with training._frames_on_disk(listed, 32, media.DEFAULT_MAX_PIXELS) as src:
         rows = [i for i, v in enumerate(listed.columns["video"]) if v == "clips/a.mp4"]
         scratch = os.path.dirname(src.uris[rows[0]])
         assert all(src.uris[r].startswith(scratch) for r in rows)

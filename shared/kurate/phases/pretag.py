@@ -51,7 +51,7 @@ def run_pretag(clean_in: str, predictions_out: str, config: dict[str, Any]) -> d
     if debug is not None and settings["source"] == "predictions":
         # No image was decoded for predictions from a file: decode the ones that get a debug image.
         debug.names = preds_io.category_names(list(meta.get("categories") or []))
-        for row, img, _ in pretag.iter_images(files, sorted(debug.rows), max_pixels):
+        for row, img, _ in media.iter_samples(files, sorted(debug.rows), max_pixels):
             debug.add(row, img, preds[row])
     meta = {
         **meta,
