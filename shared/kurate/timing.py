@@ -41,20 +41,27 @@ def timed(phase: str, *outputs: str) -> Callable[[Callable[P, R]], Callable[P, R
             started = time.time()
             result = fn(*args, **kwargs)
             finished = time.time()
-            info = {
-                "phase": phase,
-                "started_at": round(started, 3),
-                "finished_at": round(finished, 3),
-                "duration_s": round(finished - started, 3),
-            }
             bound = sig.bind(*args, **kwargs)
             for name in outputs:
-                storage.write_text(storage.join(str(bound.arguments[name]), PHASE_FILE), json.dumps(info))
+                _write(str(bound.arguments[name]), phase, started, finished)
             return result
 
         return wrapper
 
     return decorate
+
+
+def _write(artifact: str, phase: str, started: float, finished: float, **extra: Any) -> dict[str, Any]:
+    """Write the ``phase.json`` of ``artifact`` and return it."""
+    info = {
+        "phase": phase,
+        "started_at": round(started, 3),
+        "finished_at": round(finished, 3),
+        "duration_s": round(finished - started, 3),
+        **extra,
+    }
+    storage.write_text(storage.join(artifact, PHASE_FILE), json.dumps(info))
+    return info
 
 
 def read(artifact: str) -> dict[str, Any] | None:
@@ -79,15 +86,7 @@ def write_span(
         return None
     started = min(float(p["started_at"]) for p in spans)
     finished = max(float(p["finished_at"]) for p in spans)
-    info = {
-        "phase": phase,
-        "started_at": round(started, 3),
-        "finished_at": round(finished, 3),
-        "duration_s": round(finished - started, 3),
-        **extra,
-    }
-    storage.write_text(storage.join(artifact, PHASE_FILE), json.dumps(info))
-    return info
+    return _write(artifact, phase, started, finished, **extra)
 
 
 def collect(artifacts: Iterable[str]) -> dict[str, dict[str, Any]]:
