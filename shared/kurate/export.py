@@ -245,13 +245,14 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         inputs, ddir, config, sampled_set, set(corrupt_names), set(duplicate_names)
     )
 
-    pretag_report = _pretagging_outputs(inputs, run_dir, config, sampled)
+    weak_labels = _weak_labels(inputs, config, sampled)  # written with the outputs and into the datapool
+    pretag_report = _pretagging_outputs(inputs, run_dir, sampled, weak_labels)
 
     if config.get("config_yaml"):
         storage.write_text(storage.join(run_dir, "config", "config.yaml"), str(config["config_yaml"]))
     # The datapool is committed before report.json: if another run committed first, this run stops
     # here, incomplete, and its rerun (same run_directory) selects against the new state.
-    pool_report = update_datapool(inputs, config, sampled, frames, len(seen_names))
+    pool_report = update_datapool(inputs, config, sampled, frames, len(seen_names), weak_labels)
 
     sel_extra = inputs.selection.extra
     report: dict[str, Any] = {
@@ -305,8 +306,11 @@ def update_datapool(
     sampled: Sequence[str],
     frames: dict[str, tuple[str, int]],
     seen: int,
+    weak_labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Add this run's picks to the datapool (one atomic commit) and copy them there (upload_dataset).
+
+    ``weak_labels`` (append_weak_labels) are stored with the new entries.
 
     Returns the report's ``datapool`` section ({} without a datapool).
     """
@@ -347,7 +351,7 @@ def update_datapool(
         keep_history=bool(dp.get("keep_history", True)),
         checkpoint=str(dp.get("checkpoint") or ""),
         trained=bool(dp.get("trained")),
-        weak_labels=_weak_labels(inputs, config, sampled),
+        weak_labels=weak_labels,
     )
     section.update(
         version=result.version,
@@ -372,7 +376,7 @@ def update_datapool(
 
 
 def _pretagging_outputs(
-    inputs: RunInputs, run_dir: str, config: dict[str, Any], sampled: list[str]
+    inputs: RunInputs, run_dir: str, sampled: list[str], weak_labels: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Write pretagging's outputs and return the report's section (objects per class, input vs selection).
 
@@ -417,9 +421,10 @@ def _pretagging_outputs(
         "debug_image_count": len(debug_files),
         "weak_labels": None,
     }
-    data = _weak_labels(inputs, config, sampled)
-    if data is not None:
-        storage.write_text(storage.join(run_dir, "data", "weak_labels.json"), json.dumps(data, indent=1))
+    if weak_labels is not None:
+        storage.write_text(
+            storage.join(run_dir, "data", "weak_labels.json"), json.dumps(weak_labels, indent=1)
+        )
         section["weak_labels"] = "data/weak_labels.json"
     return section
 
