@@ -499,15 +499,16 @@ def _videos_report(
 
 def _with_training(phases: dict[str, dict[str, Any]], emb_meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Add the train phase's time (it travels in the embeddings' meta) before embed, in pipeline order."""
-    training = emb_meta.get("training") or {}
-    if "train" in phases or training.get("seconds") is None:
+    seconds = (emb_meta.get("training") or {}).get("seconds")
+    if "train" in phases or seconds is None:
         return phases
+    train = {"phase": "train", "duration_s": round(float(seconds), 3)}
     out: dict[str, dict[str, Any]] = {}
     for name, info in phases.items():
         if name == "embed":
-            out["train"] = {"phase": "train", "duration_s": round(float(training["seconds"]), 3)}
+            out["train"] = train
         out[name] = info
-    out.setdefault("train", {"phase": "train", "duration_s": round(float(training["seconds"]), 3)})
+    out.setdefault("train", train)
     return out
 
 

@@ -212,10 +212,7 @@ def exists(uri: str) -> bool:
     For buckets, a missing bucket or denied access is a :class:`StorageError`, not ``False``.
     """
     if is_remote(uri):
-        be, bucket, key = _remote(uri)
-        if key.strip("/") and be.exists(bucket, key):
-            return True
-        return be.any_under(bucket, _folder_prefix(key))
+        return is_file(uri) or is_folder(uri)
     return os.path.exists(uri)
 
 
