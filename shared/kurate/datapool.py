@@ -54,6 +54,7 @@ PROCESSED_FILE = "processed.csv"
 STATE_CSV = "datapool.csv"
 LATEST_CSV = "datapool_latest.csv"
 MODEL_DIR = "model"
+MODEL_JSON = "model.json"
 #: The model trained by the run that made the current state (enable_training), Lightly's file name.
 LATEST_CHECKPOINT = "checkpoint_latest.ckpt"
 #: append_weak_labels: the pretagging predictions of the state's entries (in each state folder; latest copy).
@@ -372,6 +373,21 @@ def commit(
     return CommitResult(version, state, len(all_names), len(names) - replaced, replaced)
 
 
+def model_checkpoint(loc: str) -> str:
+    """The checkpoint the datapool's embeddings come from, or '' when it records none.
+
+    ``checkpoint_latest.ckpt`` of a run that trained, else the copy its first commit made under ``model/``.
+    """
+    if storage.exists(storage.join(loc, LATEST_CHECKPOINT)):
+        return storage.join(loc, LATEST_CHECKPOINT)
+    try:
+        info = json.loads(storage.read_text(storage.join(loc, MODEL_DIR, MODEL_JSON)))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return ""
+    name = info.get("checkpoint") if isinstance(info, dict) else None
+    return storage.join(loc, MODEL_DIR, str(name)) if name else ""
+
+
 def read_weak_labels(state: str) -> dict[str, Any] | None:
     """The weak labels stored with a state's entries, or None (no run appended any)."""
     try:
@@ -423,15 +439,15 @@ def _conflict_message(loc: str, base: int, current: int) -> str:
 
 def _after_commit(loc: str, version: int, state: str, description: dict[str, Any], checkpoint: str) -> None:
     """Derived files of the current state: datapool_latest.csv and the model (first commit)."""
-    model_json = storage.join(loc, MODEL_DIR, "model.json")
+    model_json = storage.join(loc, MODEL_DIR, MODEL_JSON)
     if not storage.exists(model_json):
+        info = dict(description)
         if checkpoint:
-            ext = posixpath.splitext(checkpoint.rsplit("/", 1)[-1])[1] or ".ckpt"
-            _copy(checkpoint, storage.join(loc, MODEL_DIR, f"checkpoint{ext}"))
-        info = {**description, "checkpoint": f"checkpoint{posixpath.splitext(checkpoint)[1] or '.ckpt'}"}
-        storage.create_exclusive(
-            model_json, json.dumps(info if checkpoint else description, indent=1).encode()
-        )
+            info["checkpoint"] = (
+                f"checkpoint{posixpath.splitext(checkpoint.rsplit('/', 1)[-1])[1] or '.ckpt'}"
+            )
+            _copy(checkpoint, storage.join(loc, MODEL_DIR, info["checkpoint"]))
+        storage.create_exclusive(model_json, json.dumps(info, indent=1).encode())
     # A later commit may land while we copy: copy again until the newest state is the one copied.
     copied = state
     for _ in range(5):

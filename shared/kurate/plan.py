@@ -211,10 +211,10 @@ def _datapool_model_hint(loc: str) -> str:
     """How to embed with the datapool's model: its checkpoint file, else the settings it records."""
     from kurate import datapool
 
-    for name in (datapool.LATEST_CHECKPOINT, f"{datapool.MODEL_DIR}/checkpoint.ckpt"):
-        if storage.exists(storage.join(loc, name)):
-            return f"checkpoint={storage.join(loc, name)}"
-    return f"its settings are in {storage.join(loc, datapool.MODEL_DIR, 'model.json')}"
+    ckpt = datapool.model_checkpoint(loc)
+    if ckpt:
+        return f"checkpoint={ckpt}"
+    return f"its settings are in {storage.join(loc, datapool.MODEL_DIR, datapool.MODEL_JSON)}"
 
 
 def _pretag_task(cfg: DictConfig, rel: Any) -> dict[str, Any]:
