@@ -217,6 +217,15 @@ def probe(uri: str, name: str, use_metadata: bool) -> VideoInfo:
     return info
 
 
+def _packet_key(packet: Any, last: int) -> int:
+    """A packet's presentation key: pts, else dts, else the one after ``last`` (arrival order).
+
+    Counting (:func:`_packet_keys`) and decoding (:func:`iter_frames`) number frames by this one rule.
+    """
+    key = packet.pts if packet.pts is not None else packet.dts
+    return int(key) if key is not None else last + 1
+
+
 def _packet_keys(container: Any, stream: Any) -> tuple[list[int], str]:
     """Sorted presentation keys (pts, else dts, else arrival order) of the stream's non-empty packets."""
     import av
@@ -228,11 +237,8 @@ def _packet_keys(container: Any, stream: Any) -> tuple[list[int], str]:
         for packet in container.demux(stream):
             if not packet.size:
                 continue
-            key = packet.pts if packet.pts is not None else packet.dts
-            if key is None:
-                key = last + 1
-            last = key
-            keys.append(int(key))
+            last = _packet_key(packet, last)
+            keys.append(last)
     except (av.error.FFmpegError, OSError) as exc:
         error = _msg(exc)
     keys.sort()
@@ -314,15 +320,12 @@ def iter_frames(container: Any, threads: int = 1, *, stop_after: int | None = No
         for packet in container.demux(stream):
             if not packet.size:
                 continue
-            key = packet.pts if packet.pts is not None else packet.dts
-            if key is None:
-                key = state.last + 1
-            state.last = key
-            heapq.heappush(pending, int(key))
+            key = state.last = _packet_key(packet, state.last)
+            heapq.heappush(pending, key)
             try:
                 frames = ctx.decode(packet)
             except av.error.FFmpegError as exc:
-                failed[int(key)] = f"frame failed to decode: {_msg(exc)}"
+                failed[key] = f"frame failed to decode: {_msg(exc)}"
                 continue
             for frame in frames:
                 yield from emit(frame)
