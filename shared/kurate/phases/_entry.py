@@ -17,20 +17,23 @@ def parse(
     description: str,
     inputs: Sequence[str],
     outputs: Sequence[str],
-    optional_inputs: Sequence[str] = (),
+    optional_inputs: dict[str, str] | None = None,
     options: dict[str, tuple[type, Any, str]] | None = None,
 ) -> argparse.Namespace:
     """Parse ``--<input> PATH ... --<output> PATH ... --config JSON``.
 
-    ``options`` adds typed flags: ``{name: (type, default, help)}``.
+    ``optional_inputs`` adds input artifacts that may be left out (``{name: help}``, default ''),
+    ``options`` typed flags (``{name: (type, default, help)}``).
     """
     p = argparse.ArgumentParser(description=description)
     for name in inputs:
         p.add_argument(
             f"--{name.replace('_', '-')}", dest=name, required=True, help=f"input artifact: {name}"
         )
-    for name in optional_inputs:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default="", help=f"optional input: {name}")
+    for name, text in (optional_inputs or {}).items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, default="", help=f"optional input artifact: {text}"
+        )
     for name in outputs:
         p.add_argument(
             f"--{name.replace('_', '-')}", dest=name, required=True, help=f"output artifact: {name}"

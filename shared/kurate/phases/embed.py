@@ -192,7 +192,7 @@ def main(argv: Sequence[str]) -> int:
         __doc__ or "",
         ["clean_in"],
         ["embeddings_out"],
-        optional_inputs=["model_in"],
+        optional_inputs={"model_in": "the train phase's model (embed with it when it was trained)"},
         options={
             "shard_index": (int, 0, "embed only this shard (0-based)"),
             "shard_count": (int, 1, "shards"),

@@ -11,9 +11,6 @@ from kurate.errors import ConfigError
 from kurate.phases import _entry
 
 INPUTS = ["files_in", "clean_in", "corrupt_in", "duplicates_in", "embeddings_in", "selection_in"]
-OPTIONS: dict[str, tuple[type, Any, str]] = {
-    "predictions_in": (str, "", "input artifact: predictions (pretag); weak labels and debug images")
-}
 
 
 def run_export(
@@ -38,7 +35,13 @@ def run_export(
 
 def main(argv: Sequence[str]) -> int:
     """``python -m kurate.phases.export --files-in P ... [--predictions-in P] --config JSON``."""
-    a = _entry.parse(argv, __doc__ or "", INPUTS, [], options=OPTIONS)
+    a = _entry.parse(
+        argv,
+        __doc__ or "",
+        INPUTS,
+        [],
+        optional_inputs={"predictions_in": "predictions (pretag); weak labels and debug images"},
+    )
     cfg = _entry.load_json_arg(a.config)
     return _entry.run_main(
         lambda: run_export(

@@ -266,7 +266,7 @@ def main(argv: Sequence[str]) -> int:
         __doc__ or "",
         ["embeddings_in", "files_in"],
         ["selection_out"],
-        options={"predictions_in": (str, "", "input artifact: predictions (pretag); weights the selection")},
+        optional_inputs={"predictions_in": "predictions (pretag); weights the selection"},
     )
     cfg = _entry.load_json_arg(a.config)
     return _entry.run_main(
