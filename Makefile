@@ -8,7 +8,7 @@ STAMP := $(VENV)/.kurate-installed
 DEMO_DATA ?= demo-data
 DEMO_OUT ?= demo-output
 COMPILED ?= compiled
-# Images: names come from kurate.images (one place); REGISTRY also reaches `make compile` as KURATE_REGISTRY.
+# Images: names come from kurate.deploy.images (one place); REGISTRY also reaches `make compile` as KURATE_REGISTRY.
 REGISTRY ?= $(or $(KURATE_REGISTRY),ghcr.io/kurate)
 ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 PRETRAINED_WEIGHTS ?=
@@ -56,8 +56,8 @@ images: install
 	@test -n "$(ENGINE)" && $(ENGINE) info >/dev/null 2>&1 || { \
 	  echo "make images: no working container engine (docker or podman with a running daemon) found"; exit 1; }
 	@version=$$($(BIN)/python -c 'import kurate; print(kurate.__version__)'); \
-	base=$$(KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.images base); \
-	KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.images | while read -r name image; do \
+	base=$$(KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.deploy.images base); \
+	KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.deploy.images | while read -r name image; do \
 	  echo "building $$image"; \
 	  $(ENGINE) build -f images/$$name/Dockerfile --build-arg KURATE_VERSION=$$version \
 	    --build-arg BASE_IMAGE=$$base --build-arg PRETRAINED_WEIGHTS="$(PRETRAINED_WEIGHTS)" \
@@ -65,7 +65,7 @@ images: install
 	done
 
 push: images
-	@KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.images | while read -r name image; do \
+	@KURATE_REGISTRY=$(REGISTRY) $(BIN)/python -m kurate.deploy.images | while read -r name image; do \
 	  $(ENGINE) push $$image || exit 1; \
 	done
 

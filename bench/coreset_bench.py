@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kurate.select import coreset
+from kurate.selection.coreset import coreset
 
 FULL = {"n": 200_000, "d": 128, "k": 500, "classic_steps": 30, "rounds": 5, "bound_batch": 20}
 QUICK = {"n": 20_000, "d": 128, "k": 100, "classic_steps": 10, "rounds": 2, "bound_batch": 10}

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 
 def _files(root: Path, n_per_group: int, size: int, n_colours: int = 0) -> Any:
-    from kurate.filelist import FileList
+    from kurate.io.filelist import FileList
     from tests.helpers import make_structure_folder
 
     labels = make_structure_folder(root, n_per_group=n_per_group, size=size, seed=0, n_colours=n_colours)
@@ -38,7 +38,7 @@ def _files(root: Path, n_per_group: int, size: int, n_colours: int = 0) -> Any:
 
 def embed_section(tmp: Path, workers: int) -> list[str]:
     """Same files, same (seeded random) resnet-18, CPU vs GPU: the embeddings agree, and the speed."""
-    from kurate import embedding
+    from kurate.models import embedding
 
     files, _ = _files(tmp / "embed", n_per_group=512, size=96)
     common = {
@@ -65,7 +65,7 @@ def embed_section(tmp: Path, workers: int) -> list[str]:
         np.linalg.norm(cpu.embeddings, axis=1) * np.linalg.norm(gpu.embeddings, axis=1)
     )
     return [
-        "## Embed: GPU vs CPU (`kurate.embedding.embed_files`)",
+        "## Embed: GPU vs CPU (`kurate.models.embedding.embed_files`)",
         "",
         f"{len(files)} generated 96 px PNGs, resnet-18 (num_ftrs 32, seeded random init), input 64,"
         f" batch 256, {workers} loader workers; the same call with `device=cpu` is the baseline.",
@@ -86,8 +86,8 @@ def margin_section(tmp: Path) -> list[str]:
     """The margin test's measurement (train, then embed) with training and embedding on the GPU."""
     import torch
 
-    from kurate import training
-    from tests.unit import test_training_margin as margin
+    from kurate.models import training
+    from tests.unit.models import test_training_margin as margin
 
     files, y = _files(tmp / "margin", n_per_group=40, size=24, n_colours=1)  # the test's data
     rows = []
@@ -103,8 +103,9 @@ def margin_section(tmp: Path) -> list[str]:
     return [
         "## Training does something, on the GPU (the margin test's measurement)",
         "",
-        f"160 structure-group images (4 groups, one palette), `tests/unit/test_training_margin.measure`:"
-        f" {margin.EPOCHS} epochs on `{device}` ({torch.cuda.get_device_name(0)}), then embed on the GPU."
+        "160 structure-group images (4 groups, one palette), "
+        f"`tests/unit/models/test_training_margin.measure`: {margin.EPOCHS} epochs on `{device}`"
+        f" ({torch.cuda.get_device_name(0)}), then embed on the GPU."
         " Baseline: the random-initialised model training starts from.",
         "",
         "| seed | kNN accuracy before → after | silhouette before → after | loss first → last epoch |",
@@ -121,7 +122,8 @@ def round_trip_section(tmp: Path) -> list[str]:
     """train on the GPU → model artifact / checkpoint_latest.ckpt → embed; fp16-mixed; resume on the GPU."""
     import torch
 
-    from kurate import embeddings_io, filelist, model_io, training
+    from kurate.io import embeddings_io, filelist
+    from kurate.models import model_io, training
     from kurate.phases.embed import run_embed
     from kurate.phases.train import run_train
 
@@ -201,8 +203,8 @@ def train_section(workers: int) -> list[str]:
 
 def pretag_section(tmp: Path, workers: int) -> list[str]:
     """The detector over the same images on the CPU and the GPU: the same objects, and the speed."""
-    from kurate import detection, pretag
-    from kurate.filelist import FileList
+    from kurate.io.filelist import FileList
+    from kurate.models import detection, pretag
     from tests.detector_helpers import CATEGORIES, make_shapes_folder, train_tiny_detector
 
     ckpt = str(tmp / "det.pt")
@@ -238,7 +240,7 @@ def pretag_section(tmp: Path, workers: int) -> list[str]:
     ]
     objects = sum(len(a) for a in pc)
     return [
-        "## Pretag: the detector on the GPU vs the CPU (`kurate.detection.predict_files`)",
+        "## Pretag: the detector on the GPU vs the CPU (`kurate.models.detection.predict_files`)",
         "",
         f"{len(files)} generated shape images, `fcos_tiny` trained in this run, batch 64, {workers} workers.",
         "",
@@ -255,7 +257,8 @@ def pretag_section(tmp: Path, workers: int) -> list[str]:
 
 def video_section(tmp: Path, workers: int) -> list[str]:
     """Video frames on the GPU: embedded (CPU vs GPU agree) and trained on (decoded once into scratch)."""
-    from kurate import embedding, filelist, training
+    from kurate.io import filelist
+    from kurate.models import embedding, training
     from kurate.phases.ingest import run_ingest
     from tests.helpers import make_structure_folder
     from tests.video_helpers import make_video
@@ -312,7 +315,7 @@ def coreset_section() -> list[str]:
     """The coreset's greedy steps on the GPU vs numpy on this machine's CPU: time per pick and agreement."""
     import torch
 
-    from kurate.select import coreset_with_info
+    from kurate.selection.coreset import coreset_with_info
 
     rows = []
     rng = np.random.default_rng(0)
@@ -340,7 +343,8 @@ def coreset_section() -> list[str]:
         )
         del x
     return [
-        "## Coreset: the greedy steps on the GPU vs numpy on the CPU (`kurate.select.coreset_with_info`)",
+        "## Coreset: the greedy steps on the GPU vs numpy on the CPU "
+        "(`kurate.selection.coreset.coreset_with_info`)",
         "",
         f"Random float32 embeddings; numpy on this machine's {os.cpu_count()} cores (its BLAS threads) is the"
         " baseline. Times are whole calls divided by the picks: the start (centroid, numpy on both) and, on"

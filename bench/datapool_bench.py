@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kurate import select as selection
+from kurate.selection import coreset as selection
 
 D = 32
 

@@ -2,9 +2,9 @@
 
 Three figures, each against a baseline measured in the same run:
 
-- **scorer**: ``kurate.scorer.score_samples`` over a predictions artifact (one JSON line per sample) vs just
-  parsing those lines with ``json.loads`` (the floor for anything reading the artifact);
-- **Lightly predictions folder**: ``kurate.pretag.from_predictions`` (one file per sample, validated,
+- **scorer**: ``kurate.selection.scorer.score_samples`` over a predictions artifact (one JSON line per sample)
+  vs just parsing those lines with ``json.loads`` (the floor for anything reading the artifact);
+- **Lightly predictions folder**: ``kurate.models.pretag.from_predictions`` (one file per sample, validated,
   thresholded) vs reading every file and ``json.loads`` only;
 - **weighted coreset**: ``coreset_with_info(weights=...)`` vs the unweighted coreset on the same points
   (the cost of letting scores steer the selection).
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kurate import predictions as preds_io
-from kurate import pretag
-from kurate.filelist import FileList
-from kurate.scorer import score_samples
-from kurate.select import coreset_with_info
+from kurate.io import predictions as preds_io
+from kurate.io.filelist import FileList
+from kurate.models import pretag
+from kurate.selection.coreset import coreset_with_info
+from kurate.selection.scorer import score_samples
 
 FULL = {
     "n_scores": 200_000,

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from kurate import export, report
-from kurate.filelist import FileList
-from kurate.select import normalize
+from kurate.io.filelist import FileList
+from kurate.outputs import report
+from kurate.outputs.inputs import RunInputs
+from kurate.selection.coreset import normalize
 
 FULL = {"n": 100_000, "d": 32, "k": 10_000, "gb": 2.0}
 QUICK = {"n": 20_000, "d": 32, "k": 2_000, "gb": 0.25}
@@ -68,7 +69,7 @@ def _full_report(x: np.ndarray, sel: np.ndarray, gb: float) -> float:
     names = [f"img_{i:06d}.jpg" for i in range(n)]
     with tempfile.TemporaryDirectory() as tmp:
         root = str(Path(tmp) / "in")
-        inputs = export.RunInputs(
+        inputs = RunInputs(
             files=FileList(root=root, names=names),
             clean=FileList(root=root, names=names),
             corrupt=FileList(root=root, names=[], columns={"reason": []}),
@@ -102,7 +103,7 @@ def run(quick: bool = False) -> str:
     """Measure and return the markdown section."""
     cfg = QUICK if quick else FULL
     n, d, k, gb = cfg["n"], cfg["d"], cfg["k"], cfg["gb"]
-    logging.getLogger("kurate.report").setLevel(logging.ERROR)  # no thumbnails exist: quiet
+    logging.getLogger("kurate.outputs.report").setLevel(logging.ERROR)  # no thumbnails exist: quiet
     load0 = os.getloadavg()[0]
     x, sel = _data(n, d, k)
     m = report.max_points(gb)

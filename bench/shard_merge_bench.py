@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kurate import embeddings_io, sharding
+from kurate.io import embeddings_io, sharding
 
 FULL = {"n": 1_000_000, "d": 32, "shards": 8, "rounds": 4}
 QUICK = {"n": 50_000, "d": 32, "shards": 4, "rounds": 2}

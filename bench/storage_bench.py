@@ -150,7 +150,7 @@ def _plain_read(client: Any, bucket: str, keys: list[str]) -> tuple[int, str]:
 
 
 def _ours_read(uris: list[str]) -> tuple[int, str]:
-    from kurate import storage
+    from kurate.io import storage
 
     h, total = hashlib.sha256(), 0
     for _, data in storage.read_many(uris, storage.read_threads(uris[0])):
@@ -167,10 +167,10 @@ def _timed(fn: Any) -> tuple[float, Any]:
 
 
 def _measure(endpoint: str, bucket: str, cfg: dict, n_read: int, do_list: bool) -> dict[str, Any]:
-    from kurate import storage, storage_s3
+    from kurate.io import remote, storage
 
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    storage_s3._backends.clear()
+    remote._backends.clear()
     client = _boto(endpoint)
     keys = [f"read/{i:05d}.jpg" for i in range(n_read)]
     uris = [f"s3://{bucket}/{k}" for k in keys]
@@ -195,7 +195,7 @@ def _measure(endpoint: str, bucket: str, cfg: dict, n_read: int, do_list: bool) 
 
 def run(quick: bool = False) -> str:
     """Measure and return the markdown section."""
-    from kurate import storage
+    from kurate.io import storage
 
     cfg = QUICK if quick else FULL
     saved = os.environ.get("AWS_ENDPOINT_URL")
@@ -240,7 +240,7 @@ def run(quick: bool = False) -> str:
         f"objects of {size_kib} KiB to read (populated in {t_pop:.1f} s); median of {cfg['list_rounds']} "
         f"(listing) and {cfg['rounds']} (reading) alternating round(s)"
         + (" — **quick mode, not representative**" if quick else "")
-        + f". Ours: `kurate.storage.list_files` / `read_many` ({threads} threads). Baseline: a plain "
+        + f". Ours: `kurate.io.storage.list_files` / `read_many` ({threads} threads). Baseline: a plain "
         "sequential boto3 loop (`list_objects_v2` pages; `get_object(...).read()` one by one), same "
         "objects, same bytes (sha256 compared).",
         "",

@@ -72,8 +72,8 @@ def _dataset(root: Path, p: dict[str, Any]) -> None:
 
 
 def _run_kurate(root: Path, work: Path, p: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
-    from kurate import training
-    from kurate.filelist import FileList
+    from kurate.io.filelist import FileList
+    from kurate.models import training
 
     name, width = p["model"]
     settings = training.TrainSettings(
@@ -171,7 +171,7 @@ def _section(label: str, p: dict[str, Any], rounds: int) -> list[str]:
                     name = (
                         f"lightly CLI (`lightly-ssl-train` code), run {r}"
                         if tool == "lightly"
-                        else f"kurate train phase (`kurate.training.train`), run {r}"
+                        else f"kurate train phase (`kurate.models.training.train`), run {r}"
                     )
                     row, steady = _row(name, epochs, total)
                     rows.append(row)

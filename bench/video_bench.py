@@ -1,7 +1,7 @@
 """Video benchmark: frame-reading speed against Debian's ffmpeg, and memory of a whole run vs video count.
 
 1. Frames/s decoded + resized to the embed input size + converted to RGB, on the same H.264 files:
-   kurate's reader (``kurate.video``: one PyAV decode pass, swscale resize+convert) against
+   kurate's reader (``kurate.media.video``: one PyAV decode pass, swscale resize+convert) against
    ``ffmpeg -i F -vf scale=W:H,format=rgb24 -f null -`` run on each file in turn (process start
    included: it is part of reading a file that way). Two settings: one thread each (decoder and
    scaler), and the embed phase's real reader (``_SampleStream`` in a DataLoader with 2 workers, one
@@ -38,7 +38,7 @@ def _make_clips(
 
 
 def _ours_single(files: list[Path]) -> tuple[int, float]:
-    from kurate import video
+    from kurate.media import video
 
     frames = 0
     t0 = time.perf_counter()
@@ -53,8 +53,8 @@ def _ours_single(files: list[Path]) -> tuple[int, float]:
 def _ours_pipeline(files: list[Path], workers: int) -> tuple[int, float]:
     import torch
 
-    from kurate import filelist
-    from kurate.embedding import _collate_indexed, _SampleStream
+    from kurate.io import filelist
+    from kurate.models.embedding import _collate_indexed, _SampleStream
     from kurate.phases.ingest import list_input
 
     flist = list_input(str(files[0].parent))
@@ -181,7 +181,7 @@ def run(quick: bool = False) -> str:
         "",
         "| setting | kurate frames/s | ffmpeg frames/s | ratio (goal >= 0.8) |",
         "|---|---|---|---|",
-        f"| one thread each (kurate.video reader vs ffmpeg `-threads 1 -filter_threads 1`) "
+        f"| one thread each (kurate.media.video reader vs ffmpeg `-threads 1 -filter_threads 1`) "
         f"| {fps(t_ours1):.0f} | {fps(t_ff1):.0f} | {t_ff1 / t_ours1:.2f} |",
         f"| embed's reader: `_SampleStream`, DataLoader 2 workers, normalised tensors vs ffmpeg default "
         f"threads | {fps(t_ours_p):.0f} | {fps(t_ff):.0f} | {t_ff / t_ours_p:.2f} |",

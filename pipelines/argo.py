@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from kurate.cluster import ClusterOptions, from_sources
+from kurate.deploy.cluster import ClusterOptions, from_sources
 from kurate.pipelines.curation import DESCRIPTION, PIPELINE_NAME
 
 Kind = Literal["Workflow", "WorkflowTemplate"]

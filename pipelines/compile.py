@@ -10,7 +10,7 @@ writes
     <out-dir>/argo/kurate-curation-workflow.yaml    the same as a Workflow, for ``argo submit``
 
 Cluster options (GPU count, toleration, resources, registry, ...) are flags here, or ``KURATE_<NAME>``
-environment variables; see :mod:`kurate.cluster`. Each file is written to a temporary name and renamed.
+environment variables; see :mod:`kurate.deploy.cluster`. Each file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 
 from kurate import __version__
-from kurate.cluster import ClusterOptions, add_arguments, from_sources
+from kurate.deploy.cluster import ClusterOptions, add_arguments, from_sources
 from kurate.errors import KurateError
 
 TARGETS = ("kfp", "vertex", "argo")

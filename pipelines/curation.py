@@ -19,7 +19,6 @@ from typing import Literal
 
 from kfp import dsl
 
-from kurate.cluster import ClusterOptions, from_sources
 from kurate.components.check.component import check
 from kurate.components.embed.component import embed
 from kurate.components.export.component import export
@@ -29,6 +28,7 @@ from kurate.components.pretag.component import pretag
 from kurate.components.select.component import select
 from kurate.components.shards.component import shards
 from kurate.components.train.component import train
+from kurate.deploy.cluster import ClusterOptions, from_sources
 
 PIPELINE_NAME = "kurate-curation"
 DESCRIPTION = "Lightly-compatible data curation: dedup, embed, coreset, export."

@@ -5,7 +5,7 @@ r"""``kurate-submit``: compile the pipeline and start one run of it on a Kubeflo
 
 It takes the same Hydra overrides (and ``--config-path/--config-name``) as ``kurate``, validates them
 here (a bad key fails at once, exit 2, before anything is sent), plans the run folder, compiles the
-``kfp`` target with the cluster options (flags or ``KURATE_*`` env, see :mod:`kurate.cluster`) and
+``kfp`` target with the cluster options (flags or ``KURATE_*`` env, see :mod:`kurate.deploy.cluster`) and
 creates the run with ``kfp.Client``:
 
 - the endpoint is ``--host`` or env ``KURATE_KFP_HOST``;
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kurate import storage
-from kurate.cluster import ClusterOptions, add_arguments, from_sources
+from kurate.deploy.cluster import ClusterOptions, add_arguments, from_sources
 from kurate.errors import ConfigError, KurateError
+from kurate.io import storage
 
 HOST_ENV = "KURATE_KFP_HOST"
 WORKER_LABEL = "kurate.io/worker-id"

@@ -37,7 +37,7 @@ def image_folder(tmp_path: Path):
 @pytest.fixture(scope="session")
 def tiny_detector(tmp_path_factory) -> Path:
     """A kurate detector checkpoint: ``fcos_tiny`` trained here on generated shapes (seconds on a CPU)."""
-    from kurate.detection import save_detector
+    from kurate.models.detection import save_detector
     from tests.detector_helpers import CATEGORIES, train_tiny_detector
 
     path = tmp_path_factory.mktemp("detector") / "shapes-fcos-tiny.pt"

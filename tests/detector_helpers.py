@@ -67,7 +67,7 @@ def train_tiny_detector(n_images: int = 200, epochs: int = 12, seed: int = 0):
     """``fcos_tiny`` trained on ``n_images`` generated images (Adam, batch 16): a few seconds on a CPU."""
     import torch
 
-    from kurate.detection import fcos_tiny
+    from kurate.models.detection import fcos_tiny
 
     rng = np.random.default_rng(seed)
     data = [draw_shapes(rng) for _ in range(n_images)]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kurate import export
-from kurate.filelist import FileList
-from kurate.select import coreset_with_info, normalize
+from kurate.io.filelist import FileList
+from kurate.outputs.inputs import RunInputs
+from kurate.selection.coreset import coreset_with_info, normalize
 from tests.helpers import draw_image
 
 
@@ -18,7 +18,7 @@ def clustered(n: int, d: int = 8, k: int = 5, seed: int = 0, spread: float = 0.1
     return (centers[np.arange(n) % k] + spread * rng.standard_normal((n, d))).astype(np.float32)
 
 
-def make_run_inputs(root: Path, n: int = 40, k: int = 6, videos: bool = False) -> export.RunInputs:
+def make_run_inputs(root: Path, n: int = 40, k: int = 6, videos: bool = False) -> RunInputs:
     """A small run: real images (clusters of look-alikes), clustered embeddings, a coreset selection."""
     root.mkdir(parents=True, exist_ok=True)
     names = [f"cam{i % 2}/img_{i:03d}.png" for i in range(n)]
@@ -33,7 +33,7 @@ def make_run_inputs(root: Path, n: int = 40, k: int = 6, videos: bool = False) -
     (root / "broken.jpg").write_bytes(b"not a jpeg")
     (root / "zz_copy.png").write_bytes((root / names[0]).read_bytes())
     files = sorted([*names, "broken.jpg", "zz_copy.png"])
-    return export.RunInputs(
+    return RunInputs(
         files=FileList(root=str(root), names=files, extra={"input_count": len(files)}),
         clean=FileList(root=str(root), names=names),
         corrupt=FileList(

@@ -103,9 +103,9 @@ def gcs_server() -> Iterator[str]:
 
 def reset_clients() -> None:
     """Forget kurate's cached clients (they are keyed on the environment anyway; this is hygiene)."""
-    from kurate import storage_backend
+    from kurate.io import remote
 
-    storage_backend._backends.clear()
+    remote._backends.clear()
 
 
 @dataclass

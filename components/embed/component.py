@@ -2,8 +2,8 @@
 
 from kfp import dsl
 
-from kurate.artifacts import EmbeddingsArtifact, FileListArtifact, ModelArtifact
-from kurate.images import image_for
+from kurate.deploy.images import image_for
+from kurate.io.artifacts import EmbeddingsArtifact, FileListArtifact, ModelArtifact
 
 
 @dsl.component(base_image=image_for("embed"), install_kfp_package=False)

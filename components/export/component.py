@@ -2,8 +2,8 @@
 
 from kfp import dsl
 
-from kurate.artifacts import EmbeddingsArtifact, FileListArtifact, PredictionsArtifact
-from kurate.images import image_for
+from kurate.deploy.images import image_for
+from kurate.io.artifacts import EmbeddingsArtifact, FileListArtifact, PredictionsArtifact
 
 
 @dsl.component(base_image=image_for("export"), install_kfp_package=False)

@@ -4,8 +4,8 @@ from typing import List  # noqa: UP035  (kfp reads the annotation; it needs typi
 
 from kfp import dsl
 
-from kurate.artifacts import EmbeddingsArtifact
-from kurate.images import image_for
+from kurate.deploy.images import image_for
+from kurate.io.artifacts import EmbeddingsArtifact
 
 
 @dsl.component(base_image=image_for("base"), install_kfp_package=False)
@@ -15,6 +15,6 @@ def merge(
     embeddings: dsl.Output[EmbeddingsArtifact],
 ):
     """Concatenate the shards in shard order; refuses a missing, repeated or foreign shard."""
-    from kurate.sharding import merge_embeddings
+    from kurate.io.sharding import merge_embeddings
 
     merge_embeddings([s.path for s in shards], embeddings.path)

@@ -2,8 +2,8 @@
 
 from kfp import dsl
 
-from kurate.artifacts import FileListArtifact, PredictionsArtifact
-from kurate.images import image_for
+from kurate.deploy.images import image_for
+from kurate.io.artifacts import FileListArtifact, PredictionsArtifact
 
 
 @dsl.component(base_image=image_for("pretag"), install_kfp_package=False)

@@ -56,7 +56,7 @@ def parse_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None]:
 
 
 def _summary(run_dir: str) -> str:
-    from kurate import storage
+    from kurate.io import storage
 
     report = json.loads(storage.read_text(storage.join(run_dir, "report.json")))
     c = report["counts"]
@@ -93,9 +93,9 @@ def run(overrides: Sequence[str], config_path: str | None = None, config_name: s
 
 def sanity_check(overrides: list[str]) -> str:
     """Run a tiny built-in sample through every phase; raise if anything is off."""
-    from kurate import storage
     from kurate.config.load import compose_config
     from kurate.demo_data import make_tiny_dataset
+    from kurate.io import storage
     from kurate.pipelines.local import run_local
     from kurate.plan import make_plan
 

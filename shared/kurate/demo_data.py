@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from kurate import media
 from kurate.errors import CorruptFileError
+from kurate.media import image
 
 #: Colour photographs shipped as files inside scikit-image's package (``skimage/data/``):
 #: (name in the summary, file name). Only these are read, and only if the file is present, so
@@ -78,7 +78,7 @@ def _fit(img: Image.Image, edge: int) -> Image.Image:
 
 def _is_corrupt(data: bytes) -> bool:
     try:
-        media.decode_image(data)
+        image.decode_image(data)
     except CorruptFileError:
         return True
     return False

@@ -13,9 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kurate import export, pretag, storage
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
+from kurate.io import storage
+from kurate.models import pretag
+from kurate.outputs import export
 
 TASKS = ("ingest", "check", "train", "embed", "pretag", "select", "export")
 #: Inside the run directory: the training epoch checkpoints (a rerun resumes from them) and the model.
@@ -161,9 +163,9 @@ def _datapool_keys(
 
     The datapool's current version is read here, once: every task uses exactly that state (so a
     cached task on a cluster never mixes states), and export commits the next version only if no
-    other run did in between (see :mod:`kurate.datapool`).
+    other run did in between (see :mod:`kurate.pool.datapool`).
     """
-    from kurate import datapool
+    from kurate.pool import datapool
 
     loc = datapool.location(output_dir, cfg.datapool.name, cfg.datapool.dataset_id)
     if loc and not storage.is_remote(loc):
@@ -209,7 +211,7 @@ def _datapool_keys(
 
 def _datapool_model_hint(loc: str) -> str:
     """How to embed with the datapool's model: its checkpoint file, else the settings it records."""
-    from kurate import datapool
+    from kurate.pool import datapool
 
     ckpt = datapool.model_checkpoint(loc)
     if ckpt:

@@ -1,99 +1,14 @@
-"""Bake Lightly's pretrained model-zoo weights into a folder when an image is *built*.
+"""Deprecated alias of :mod:`kurate.models.weights` (``python -m kurate.weights`` keeps working).
 
-kurate never downloads weights at run time (clusters are often offline). The embed image's build
-runs ``python -m kurate.weights /opt/kurate/weights resnet-18/simclr/d32/w1.0`` (build arg
-``PRETRAINED_WEIGHTS``) and sets ``KURATE_WEIGHTS_DIR`` there; at run time
-:func:`kurate.embedding.find_pretrained` finds the file under the model-zoo URL's basename. Every
-baked file is loaded into the model it is for before the build goes on, so a broken download
-fails the build, not a run.
+Kept for one release; image builds use ``python -m kurate.models.weights``. Nothing inside kurate
+imports this module (an import contract says so).
 """
 
-from __future__ import annotations
-
-import argparse
-import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Sequence
 
-from kurate.errors import ConfigError, KurateError
+from kurate.models.weights import bake, main, model_settings, zoo_entries
 
-#: The model-zoo entry of kurate's (and Lightly's) default model settings.
-DEFAULT_KEY = "resnet-18/simclr/d32/w1.0"
-
-
-def zoo_entries() -> dict[str, str]:
-    """Lightly's model zoo: ``{"resnet-18/simclr/d32/w1.0": url, ...}``."""
-    from lightly.models import ZOO
-
-    return dict(ZOO)
-
-
-def model_settings(key: str) -> dict[str, object]:
-    """``name``, ``num_ftrs`` and ``width`` of a zoo key like ``resnet-18/simclr/d32/w1.0``."""
-    try:
-        name, _method, dim, width = key.split("/")
-        return {"model_name": name, "num_ftrs": int(dim.lstrip("d")), "width": float(width.lstrip("w"))}
-    except ValueError:
-        raise ConfigError("PRETRAINED_WEIGHTS", f"got {key!r}; allowed: {', '.join(zoo_entries())}") from None
-
-
-def bake(keys: Sequence[str], dest: str, from_file: str = "") -> list[str]:
-    """Put the weights of every zoo ``key`` into ``dest`` (downloaded, or copied from ``from_file``).
-
-    Returns the written paths; each is verified by loading it into its model.
-    """
-    from kurate.embedding import prepare_model
-
-    zoo = zoo_entries()
-    os.makedirs(dest, exist_ok=True)
-    written = []
-    for key in keys:
-        if key not in zoo:
-            raise ConfigError("PRETRAINED_WEIGHTS", f"got {key!r}; allowed: {', '.join(zoo)}")
-        url = zoo[key]
-        target = os.path.join(dest, url.rsplit("/", 1)[-1])
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest)
-        os.close(fd)
-        try:
-            if from_file:
-                shutil.copyfile(from_file, tmp)
-            else:
-                import torch.hub
-
-                torch.hub.download_url_to_file(url, tmp, progress=False)
-            settings = model_settings(key)
-            try:
-                prepare_model(checkpoint=tmp, **settings)  # type: ignore[arg-type]
-            except KurateError as exc:
-                raise KurateError(f"weights for {key} do not load: {exc}") from None
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        written.append(target)
-    return written
-
-
-def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.weights DEST [KEY ...] [--from-file PATH]`` (default: resnet-18/simclr/d32/w1.0)."""
-    p = argparse.ArgumentParser(prog="python -m kurate.weights", description=__doc__)
-    p.add_argument("dest", help="folder to bake into (the image's KURATE_WEIGHTS_DIR)")
-    p.add_argument("keys", nargs="*", help=f"model-zoo keys (default: {DEFAULT_KEY}; 'all' for every one)")
-    p.add_argument("--from-file", default="", help="copy this local file instead of downloading")
-    a = p.parse_args(list(argv))
-    keys = a.keys or [DEFAULT_KEY]
-    if keys == ["all"]:
-        keys = list(zoo_entries())
-    try:
-        for path in bake(keys, a.dest, a.from_file):
-            print(path)
-    except KurateError as exc:
-        print(f"kurate: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
+__all__ = ["bake", "main", "model_settings", "zoo_entries"]
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

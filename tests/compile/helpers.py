@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kurate.cluster import ClusterOptions, from_sources
+from kurate.deploy.cluster import ClusterOptions, from_sources
 
 GOLDEN = Path(__file__).parent / "golden"
 PHASES = ["ingest", "check", "train", "embed", "pretag", "select", "export"]

@@ -14,7 +14,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from kurate import embeddings_io, filelist
+from kurate.io import embeddings_io, filelist
 from kurate.pipelines.argo import workflow_dict
 from kurate.pipelines.compile import FILES, compile_all
 from tests.compile.argo_local import run_workflow

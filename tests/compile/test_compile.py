@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kurate import images
+from kurate.deploy import images
 from kurate.pipelines.compile import FILES, compile_all, compile_kfp, compile_vertex, main
 from tests.compile.helpers import PHASES, assert_matches_golden, docs, options
 

@@ -5,7 +5,7 @@ They are compiled with the default cluster options, whatever KURATE_* variables 
 
 from pathlib import Path
 
-from kurate.cluster import from_sources
+from kurate.deploy.cluster import from_sources
 from kurate.pipelines.compile import compile_all
 
 GOLDEN = Path(__file__).parent / "golden"

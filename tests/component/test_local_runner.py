@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from kfp import dsl, local
 
-from kurate import embeddings_io, filelist
-from kurate import predictions as preds_io
-from kurate.artifacts import EmbeddingsArtifact, FileListArtifact, PredictionsArtifact
 from kurate.components.check.component import check
 from kurate.components.embed.component import embed
 from kurate.components.export.component import export
 from kurate.components.ingest.component import ingest
 from kurate.components.pretag.component import pretag
 from kurate.components.select.component import select
+from kurate.io import embeddings_io, filelist
+from kurate.io import predictions as preds_io
+from kurate.io.artifacts import EmbeddingsArtifact, FileListArtifact, PredictionsArtifact
 from kurate.phases.check import run_check
 from kurate.phases.embed import run_embed
 from kurate.phases.ingest import run_ingest

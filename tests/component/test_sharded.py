@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from kurate import embeddings_io, filelist
 from kurate.config.load import compose_config
+from kurate.io import embeddings_io, filelist
 from kurate.phases.check import run_check
 from kurate.phases.embed import run_embed
 from kurate.phases.ingest import run_ingest

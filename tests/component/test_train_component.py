@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from kfp import dsl, local
 
-from kurate import embeddings_io, filelist, model_io
-from kurate.artifacts import FileListArtifact
 from kurate.components.embed.component import embed
 from kurate.components.train.component import train
-from kurate.filelist import FileList
+from kurate.io import embeddings_io, filelist
+from kurate.io.artifacts import FileListArtifact
+from kurate.io.filelist import FileList
+from kurate.models import model_io
 from tests.helpers import make_structure_folder
 
 MODEL = {"name": "resnet-9", "width": 0.125, "num_ftrs": 16, "out_dim": 24}

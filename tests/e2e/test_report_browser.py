@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from kurate import export
+from kurate.outputs import export
 from tests.report_data import make_run_inputs
 
 CHROMIUM = "/usr/bin/chromium"

@@ -27,7 +27,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from kurate import embeddings_io, filelist, images
+from kurate.deploy import images
+from kurate.io import embeddings_io, filelist
 from kurate.phases.check import run_check
 from kurate.phases.embed import run_embed
 from kurate.phases.ingest import run_ingest
@@ -134,7 +135,7 @@ def test_dockerfile_shape(name):
 def test_model_images_can_bake_weights(name):
     text = (IMAGES / name / "Dockerfile").read_text()
     assert re.search(r"^ARG PRETRAINED_WEIGHTS=", text, re.M)
-    assert "python -m kurate.weights" in text and "KURATE_WEIGHTS_DIR=" in text
+    assert "python -m kurate.models.weights" in text and "KURATE_WEIGHTS_DIR=" in text
 
 
 def test_version_arg_matches_the_package():
@@ -403,7 +404,7 @@ def test_pretag_image_predicts_on_cpu_without_lightly(venv_dir, tmp_path):
     """The pretag list: torch + torchvision, no lightly, no report extra; both prediction sources run."""
     import torch
 
-    from kurate.detection import fcos_tiny, save_detector
+    from kurate.models.detection import fcos_tiny, save_detector
     from tests.detector_helpers import CATEGORIES, make_shapes_folder
 
     py = _fresh_venv(venv_dir, "pretag")

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kurate import demo_data, media
+from kurate import demo_data
 from kurate.errors import CorruptFileError
-from kurate.filelist import FileList
-from kurate.quality import check_files
+from kurate.io.filelist import FileList
+from kurate.media import image
+from kurate.media.quality import check_files
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -40,9 +41,9 @@ def _check_summary(root: Path, s: dict[str, Any]) -> dict[str, bytes]:
     # Claimed corrupt files really fail; every other file decodes.
     for name in s["corrupt"]:
         with pytest.raises(CorruptFileError):
-            media.decode_image(files[name], name)
+            image.decode_image(files[name], name)
     for name in unique | set(s["exact_duplicates"]):
-        media.decode_image(files[name], name)
+        image.decode_image(files[name], name)
     return files
 
 
@@ -99,7 +100,7 @@ def test_demo_dataset_small(tmp_path: Path) -> None:
     # Small, colour, in a few sub-folders.
     assert len({n.rsplit("/", 1)[0] for n in files}) >= 3
     for name in s["clusters"][f"{s['photos'][0]}/wide"]:
-        img = media.decode_image(files[name], name)
+        img = image.decode_image(files[name], name)
         assert max(img.size) <= demo_data.MAX_EDGE
         arr = np.asarray(img).astype(int)
         assert np.abs(arr[..., 0] - arr[..., 2]).mean() > 5  # a colour photo, not greyscale

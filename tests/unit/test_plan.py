@@ -140,7 +140,7 @@ def test_checkpoint_callback_dirpath_overrides_the_checkpoint_folder(tmp_path):
 def test_datapool_keys_of_each_task(tmp_path):
     import numpy as np
 
-    from kurate import datapool
+    from kurate.pool import datapool
 
     plan = make_plan(_cfg(tmp_path, "datapool.name=pool"))
     loc = str(tmp_path / "out" / "datapool" / "pool")
@@ -173,7 +173,7 @@ def test_training_with_a_datapool(tmp_path):
     (its embeddings come from another model), while a rerun of the run that made it may go on."""
     import numpy as np
 
-    from kurate import datapool
+    from kurate.pool import datapool
 
     plan = make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r1"))
     dp = plan.task_configs["export"]["datapool"]

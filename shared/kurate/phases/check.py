@@ -7,9 +7,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import datapool, filelist, quality, storage
+from kurate.io import filelist, storage
+from kurate.io.timing import timed
+from kurate.media import image, quality
 from kurate.phases import _entry
-from kurate.timing import timed
+from kurate.pool import datapool
 
 log = logging.getLogger("kurate.check")
 
@@ -25,7 +27,7 @@ def run_check(
         files,
         enable_corruptness_check=bool(config.get("enable_corruptness_check", True)),
         remove_exact_duplicates=bool(config.get("remove_exact_duplicates", True)),
-        max_pixels=int(cc.get("max_image_pixels", quality.media.DEFAULT_MAX_PIXELS)),
+        max_pixels=int(cc.get("max_image_pixels", image.DEFAULT_MAX_PIXELS)),
         workers=int(config.get("workers", -1)),
         corruption_threshold=float(cc.get("corruption_threshold", 0.1)),
     )

@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from kurate import embeddings_io, filelist, media, model_io, sharding
 from kurate.errors import KurateError
+from kurate.io import embeddings_io, filelist, sharding
+from kurate.io.timing import timed
+from kurate.media import image
+from kurate.models import model_io
 from kurate.phases import _entry
-from kurate.timing import timed
 
 log = logging.getLogger("kurate.embed")
 
@@ -49,9 +51,10 @@ def _compute(
     """Embed ``files`` with the model, taking what the embedding cache already holds.
 
     Rows whose content hash is cached are not embedded again; the others are embedded and written
-    to the cache batch by batch (``kurate.embed_cache``), so a killed run loses at most one flush.
+    to the cache batch by batch (``kurate.pool.embed_cache``), so a killed run loses at most one flush.
     """
-    from kurate import embed_cache, embedding  # torch is imported only when we really embed
+    from kurate.models import embedding  # torch is imported only when we really embed
+    from kurate.pool import embed_cache
 
     lc = config.get("lightly") or {}
     model = lc.get("model") or {}
@@ -97,7 +100,7 @@ def _compute(
             checkpoint=checkpoint,
             pre_trained=pre_trained,
             seed=seed,
-            max_pixels=int(config.get("max_image_pixels", media.DEFAULT_MAX_PIXELS)),
+            max_pixels=int(config.get("max_image_pixels", image.DEFAULT_MAX_PIXELS)),
             on_batch=on_batch,
         )
         if writer is not None:
@@ -155,7 +158,7 @@ def run_embed(
     """Phase function: embed every sample of the clean list into ``embeddings_out``.
 
     With ``shard_count > 1`` only shard ``shard_index`` of the list is embedded (a contiguous range,
-    see :mod:`kurate.sharding`); the shards are merged by :func:`kurate.sharding.merge_embeddings`.
+    see :mod:`kurate.io.sharding`); the shards are merged by :func:`kurate.io.sharding.merge_embeddings`.
     ``model_in``: the train phase's model artifact; when it holds a trained model, that model is used
     instead of ``checkpoint`` (training started from ``checkpoint`` already).
     """

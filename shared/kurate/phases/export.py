@@ -6,8 +6,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import export
 from kurate.errors import ConfigError
+from kurate.outputs import export
+from kurate.outputs.inputs import read_inputs
 from kurate.phases import _entry
 
 INPUTS = ["files_in", "clean_in", "corrupt_in", "duplicates_in", "embeddings_in", "selection_in"]
@@ -27,7 +28,7 @@ def run_export(
     run_dir = str(config.get("run_output") or "")
     if not run_dir:
         raise ConfigError("output_dir", "missing; set output_dir=<folder or URI>")
-    inputs = export.read_inputs(
+    inputs = read_inputs(
         files_in, clean_in, corrupt_in, duplicates_in, embeddings_in, selection_in, predictions_in
     )
     return export.export_run(run_dir, inputs, config)

@@ -2,7 +2,7 @@
 
 Never cached: a grown folder is always seen. ``relevant_filenames_file`` restricts the list (it
 names files: a video there brings all its frames); entries that escape the input folder are an error.
-Videos are expanded into one sample per frame (Lightly's frame names, see :mod:`kurate.video`),
+Videos are expanded into one sample per frame (Lightly's frame names, see :mod:`kurate.media.video`),
 right after their file in sorted order; a video that cannot be opened stays one sample, its file.
 """
 
@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kurate import filelist, media, storage, video
 from kurate.errors import ConfigError, KurateError
+from kurate.io import filelist, storage
+from kurate.io.timing import timed
+from kurate.media import formats, video
 from kurate.phases import _entry
-from kurate.timing import timed
 
 log = logging.getLogger("kurate.ingest")
 
@@ -57,8 +58,8 @@ def list_input(
     other = 0
     skipped: list[str] = []
     for name in storage.list_files(input_dir):
-        ext = media.extension(name)
-        if ext in media.IMAGE_EXTENSIONS or ext in media.VIDEO_EXTENSIONS:
+        ext = formats.extension(name)
+        if ext in formats.IMAGE_EXTENSIONS or ext in formats.VIDEO_EXTENSIONS:
             if "\n" in name or "\r" in name:
                 skipped.append(name)
                 continue

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import embeddings_io, sharding, storage
+from kurate.io import embeddings_io, sharding, storage
 from kurate.phases import _entry
 
 

@@ -11,13 +11,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import filelist, media, pretag, storage
-from kurate import predictions as preds_io
 from kurate.errors import ConfigError
+from kurate.io import filelist, storage
+from kurate.io import predictions as preds_io
+from kurate.io.timing import timed
+from kurate.media import image, samples
+from kurate.models import pretag
 from kurate.phases import _entry
-from kurate.timing import timed
 
-log = logging.getLogger("kurate.pretag")
+log = logging.getLogger("kurate.models.pretag")
 
 
 @timed("pretag", "predictions_out")
@@ -25,7 +27,7 @@ def run_pretag(clean_in: str, predictions_out: str, config: dict[str, Any]) -> d
     """Phase function: write the predictions of the samples of ``clean_in`` into ``predictions_out``.
 
     ``config``: ``pretagging``, ``pretagging_debug``, and ``settings`` (the validated pretagging settings,
-    :func:`kurate.pretag.load_settings`) or ``pretagging_config`` (the path of the settings file).
+    :func:`kurate.models.pretag.load_settings`) or ``pretagging_config`` (the path of the settings file).
     """
     if not config.get("pretagging", False):
         log.info("pretagging is off: no object predictions (the scorer stays inactive)")
@@ -46,12 +48,12 @@ def run_pretag(clean_in: str, predictions_out: str, config: dict[str, Any]) -> d
             list(settings.get("categories") or []),
             int(settings.get("debug_max_images", pretag.DEFAULT_DEBUG_IMAGES)),
         )
-    max_pixels = int(config.get("max_image_pixels", media.DEFAULT_MAX_PIXELS))
+    max_pixels = int(config.get("max_image_pixels", image.DEFAULT_MAX_PIXELS))
     preds, meta = pretag.run_source(files, settings, max_pixels, on_image=debug)
     if debug is not None and settings["source"] == "predictions":
         # No image was decoded for predictions from a file: decode the ones that get a debug image.
         debug.names = preds_io.category_names(list(meta.get("categories") or []))
-        for row, img, _ in media.iter_samples(files, sorted(debug.rows), max_pixels):
+        for row, img, _ in samples.iter_samples(files, sorted(debug.rows), max_pixels):
             debug.add(row, img, preds[row])
     meta = {
         **meta,

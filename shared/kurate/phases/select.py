@@ -9,13 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from kurate import datapool, embeddings_io, filelist, scorer, sequences
-from kurate import select as selection
 from kurate.errors import ConfigError, SelectionError
+from kurate.io import embeddings_io, filelist
+from kurate.io.timing import timed
 from kurate.phases import _entry
-from kurate.timing import timed
+from kurate.pool import datapool
+from kurate.selection import coreset as selection
+from kurate.selection import scorer, sequences
 
-log = logging.getLogger("kurate.select")
+log = logging.getLogger("kurate.selection.coreset")
 
 
 @timed("select", "selection_out")
@@ -156,7 +158,7 @@ def run_select(
 
 
 #: Where the coreset's greedy steps run: auto (a GPU when torch sees one and the embeddings are large
-#: enough to gain, see kurate.select.select_device), cpu or cuda.
+#: enough to gain, see kurate.selection.coreset.select_device), cpu or cuda.
 DEVICE_ENV = "KURATE_SELECT_DEVICE"
 
 

@@ -1,6 +1,6 @@
 """Train phase: self-supervised training (SimCLR) on the clean samples before embedding.
 
-Its output, a model artifact (:mod:`kurate.model_io`), feeds the embed phase. With
+Its output, a model artifact (:mod:`kurate.models.model_io`), feeds the embed phase. With
 ``enable_training`` off the phase only writes the marker ``{"trained": false}`` (no torch import), so the
 pipeline keeps one shape whether or not it trains. When training, epoch checkpoints go to
 ``checkpoint_dir`` (the run's ``checkpoints/``: a rerun resumes from its ``last.ckpt``) and the trained
@@ -15,8 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate import filelist, model_io
 from kurate.errors import KurateError
+from kurate.io import filelist
+from kurate.models import model_io
 from kurate.phases import _entry
 
 log = logging.getLogger("kurate.train")
@@ -29,7 +30,7 @@ def run_train(clean_in: str, model_out: str, config: dict[str, Any]) -> dict[str
         model_io.write_meta(model_out, meta)
         log.info("training is disabled (enable_training=False): nothing to train")
         return meta
-    from kurate import training  # torch and Lightning are imported only when we really train
+    from kurate.models import training  # torch and Lightning are imported only when we really train
 
     files = filelist.read(clean_in)
     if not files.names:
