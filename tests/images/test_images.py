@@ -1,13 +1,13 @@
-"""The images, proven without a container engine.
+"""The images, proven without a container engine (the built images: test_containers, test_dropin).
 
-Fast: hadolint passes on every Dockerfile (and catches a bad one), each Dockerfile has the shape the
-issue asks for (pinned base, non-root numeric user, OCI labels, installs its own requirement list),
-and the requirement lists pin exactly the core plus the phase's extra from pyproject.toml, at the
-versions this test suite runs.
+Fast: hadolint passes on images/Dockerfile (and catches a bad one); it has a target per image of
+kurate.deploy.images with the shape the issue asks for (pinned base, non-root numeric user, OCI labels, one
+torch stage shared by every torch image); and the requirement lists each target's stages install add
+up to exactly the core plus the phase's extras from pyproject.toml, at the versions this suite runs.
 
-Slow: each distinct requirement list is installed into a fresh venv (no site packages from this
-environment), kurate with ``--no-deps`` on top, exactly as the Dockerfiles do, and the phase entry
-points run there on tiny data; packages of other phases must be absent.
+Slow: each image's lists are installed into a fresh venv (no site packages from this environment),
+kurate with ``--no-deps`` on top, exactly as the Dockerfile does, and the phase entry points run there
+on tiny data; packages of other phases must be absent.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ from kurate.phases.select import run_select
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
+DOCKERFILE = IMAGES / "Dockerfile"
+REQS = IMAGES / "requirements"
 # The extras each image installs besides the core: every phase that decodes videos (ingest counts
-# frames, check/embed/pretag/export decode them) needs the `video` extra (PyAV).
+# frames, check/embed/pretag/train/export decode them) needs the `video` extra (PyAV). The all-in-one
+# image runs every phase (the `kurate` command, through kfp.local in one environment).
 EXTRA_OF: dict[str, tuple[str, ...]] = {
     "base": (),
     "ingest": ("video",),
@@ -47,7 +50,9 @@ EXTRA_OF: dict[str, tuple[str, ...]] = {
     "embed": ("embed", "video"),
     "pretag": ("pretag", "video"),
     "export": ("report", "video"),
+    "kurate": ("embed", "train", "pretag", "video", "report"),
 }
+TORCH_IMAGES = ("pretag", "embed", "train", "kurate")
 
 
 def _hadolint() -> str:
@@ -60,17 +65,42 @@ def _pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
-def _pins(name: str) -> dict[str, str]:
-    """``{package: version}`` of images/<name>/requirements.txt, following ``-r`` includes."""
-    path = IMAGES / name / "requirements.txt"
+def _stages() -> dict[str, tuple[str, str]]:
+    """``{stage: (FROM, its instructions)}`` of images/Dockerfile (continuation lines joined)."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    stages: dict[str, tuple[str, str]] = {}
+    for block in re.split(r"^(?=FROM )", text, flags=re.M)[1:]:
+        m = re.match(r"FROM (\S+) AS (\S+)\n", block)
+        assert m, f"every stage is named: {block.splitlines()[0]}"
+        stages[m.group(2)] = (m.group(1), block[m.end() :])
+    return stages
+
+
+def _chain(target: str) -> list[str]:
+    """The stage ``target`` and the stages it builds on, nearest first."""
+    stages, out = _stages(), [target]
+    while stages[out[-1]][0] in stages:
+        out.append(stages[out[-1]][0])
+    return out
+
+
+def _installed_lists(target: str) -> list[str]:
+    """The requirement files ``pip install -r`` installs along ``target``'s chain, bottom first."""
+    stages = _stages()
+    return [
+        name
+        for stage in reversed(_chain(target))
+        for name in re.findall(r"pip install [^\n]*?-r requirements/(\w+)\.txt", stages[stage][1])
+    ]
+
+
+def _pins_of(name: str) -> dict[str, str]:
+    """``{package: version}`` of images/requirements/<name>.txt (every line pinned with ==)."""
+    path = REQS / f"{name}.txt"
     pins: dict[str, str] = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
-            continue
-        if line.startswith("-r "):
-            included = (path.parent / line[3:].strip()).resolve()
-            pins.update(_pins(included.parent.name))
             continue
         req = Requirement(line)
         spec = list(req.specifier)
@@ -79,20 +109,29 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
+def _pins(image: str) -> dict[str, str]:
+    """Everything the image's Dockerfile target pins (the lists of its stage chain)."""
+    pins: dict[str, str] = {}
+    for name in _installed_lists(image):
+        pins |= _pins_of(name)
+    return pins
+
+
 def _reqs(specs: list[str]) -> dict[str, Requirement]:
     return {canonicalize_name(Requirement(s).name): Requirement(s) for s in specs}
 
 
-def test_one_folder_per_image():
-    assert sorted(p.name for p in IMAGES.iterdir() if p.is_dir()) == sorted(images.IMAGES)
-    for name in images.IMAGES:
-        assert (IMAGES / name / "Dockerfile").is_file() and (IMAGES / name / "requirements.txt").is_file()
+def test_one_dockerfile_with_a_target_per_image():
+    assert sorted(p.name for p in IMAGES.iterdir() if p.is_dir()) == ["requirements"]
+    assert not list(IMAGES.glob("*/Dockerfile")), "one definition: images/Dockerfile"
+    stages = _stages()
+    assert set(images.IMAGES) <= set(stages) and set(EXTRA_OF) == set(images.IMAGES)
+    assert images.image_for("kurate").rsplit("/", 1)[1] == f"kurate:{images.__version__}"
 
 
-def test_hadolint_passes_on_every_dockerfile():
-    files = sorted(str(p) for p in IMAGES.glob("*/Dockerfile"))
+def test_hadolint_passes_on_the_dockerfile():
     proc = subprocess.run(
-        [_hadolint(), "-c", str(IMAGES / "hadolint.yaml"), *files], capture_output=True, text=True
+        [_hadolint(), "-c", str(IMAGES / "hadolint.yaml"), str(DOCKERFILE)], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -108,64 +147,81 @@ def test_hadolint_config_rejects_a_careless_dockerfile(tmp_path):
         assert rule in proc.stdout
 
 
+def test_the_base_is_a_pinned_python_build_arg():
+    text = DOCKERFILE.read_text()
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert default and re.fullmatch(
+        r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", default.group(1)
+    )
+    assert _stages()["os"][0] == "${PYTHON_IMAGE}"
+    assert all(_chain(name)[-1] == "os" for name in images.IMAGES), "every image builds on the os stage"
+    assert f"ARG KURATE_VERSION={images.__version__}" in text
+
+
 @pytest.mark.parametrize("name", images.IMAGES)
-def test_dockerfile_shape(name):
-    text = (IMAGES / name / "Dockerfile").read_text()
-    base_arg = re.search(r"^ARG (PYTHON_IMAGE|BASE_IMAGE)=(\S+)$", text, re.M)
-    assert base_arg, "the base image is a build arg with a default"
-    default = base_arg.group(2)
-    if name == "base":
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", default), default
+def test_target_shape(name):
+    stages = _stages()
+    body = stages[name][1]
+    assert f'org.opencontainers.image.title="{"kurate" if name == "kurate" else "kurate-" + name}"' in body
+    assert "pip install --no-cache-dir --no-deps /opt/kurate/wheel/kurate-" in body, "kurate itself, no deps"
+    assert not re.search(r"^COPY \. ", DOCKERFILE.read_text(), re.M), "no COPY of the whole repository"
+    assert not re.search(r"(?im)^(ENV|ARG)\b.*(secret|password|token)", DOCKERFILE.read_text()), "no secrets"
+    users = [
+        u for stage in reversed(_chain(name)) for u in re.findall(r"^USER (\S+)$", stages[stage][1], re.M)
+    ]
+    if name == images.ALL_IN_ONE:
+        # Starts as root like Lightly's image, only to become the owner of /home/shared_dir.
+        assert users == [] and 'ENTRYPOINT ["python", "-m", "kurate.dropin"]' in body
+        assert "KURATE_INPUT_DIR=/home/input_dir" in body and "KURATE_OUTPUT_DIR=/home/shared_dir" in body
     else:
-        assert default == images.image_for("base", images.DEFAULT_REGISTRY), (
-            "phase images build on kurate-base"
-        )
-    users = re.findall(r"^USER (\S+)$", text, re.M)
-    assert users and users[-1] == "10001:10001", "the image ends as the fixed numeric non-root user"
-    assert f'org.opencontainers.image.title="kurate-{name}"' in text
-    assert re.search(r'org.opencontainers.image.version="\$\{KURATE_VERSION\}"', text)
-    assert re.search(rf"pip install --no-cache-dir -r \S*images/{name}/requirements.txt", text)
-    assert not re.search(r"^COPY \. ", text, re.M), "no COPY of the whole repository"
-    assert not re.search(r"(?i)(secret|password|token)\s*=", text)
-    if name != "base":
-        assert f'"kurate.phases.{name}"' in text
+        assert users and users[-1] == "10001:10001", "the image ends as the fixed numeric non-root user"
+    if name in images.PHASES:
+        assert f'"kurate.phases.{name}"' in body
 
 
-@pytest.mark.parametrize("name", ["embed", "train"])
-def test_model_images_can_bake_weights(name):
-    text = (IMAGES / name / "Dockerfile").read_text()
-    assert re.search(r"^ARG PRETRAINED_WEIGHTS=", text, re.M)
-    assert "python -m kurate.models.weights" in text and "KURATE_WEIGHTS_DIR=" in text
-
-
-def test_version_arg_matches_the_package():
+def test_one_torch_layer_shared_by_every_torch_image():
+    stages = _stages()
+    installs = [s for s, (_, body) in stages.items() if "-r requirements/torch.txt" in body]
+    assert installs == ["deps-torch"], "torch is installed by one stage only"
     for name in images.IMAGES:
-        text = (IMAGES / name / "Dockerfile").read_text()
-        assert f"ARG KURATE_VERSION={images.__version__}" in text
+        assert ("deps-torch" in _chain(name)) == (name in TORCH_IMAGES), name
 
 
-def test_requirement_lists_are_core_plus_the_phase_extra():
+@pytest.mark.parametrize("name", images.IMAGES)
+def test_model_images_get_the_baked_weights(name):
+    body = _stages()[name][1]
+    lightly = "COPY --from=weights /opt/kurate/weights /opt/kurate/weights" in body
+    detector = "COPY --from=detector-weights /opt/kurate/weights /opt/kurate/weights" in body
+    assert lightly == (name in ("embed", "train", "kurate")) and detector == (name in ("pretag", "kurate"))
+    weights, detectors = _stages()["weights"][1], _stages()["detector-weights"][1]
+    assert "ARG PRETRAINED_WEIGHTS=" in weights and "python -m kurate.models.weights" in weights
+    assert "ARG DETECTOR_WEIGHTS=" in detectors and "--detector ${DETECTOR_WEIGHTS}" in detectors
+
+
+def test_requirement_lists_are_core_plus_the_phase_extras():
     project = _pyproject()["project"]
     core = _reqs(project["dependencies"])
     extras = {k: _reqs(v) for k, v in project["optional-dependencies"].items()}
     for name, names in EXTRA_OF.items():
+        lists = _installed_lists(name)
+        assert len(lists) == len(set(lists)), f"{name}: a list installed twice: {lists}"
         pins = _pins(name)
         want = dict(core)
         for extra in names:
             want |= extras[extra]
-        assert set(pins) == set(want), f"images/{name}/requirements.txt: {sorted(set(pins) ^ set(want))}"
+        assert set(pins) == set(want), f"image {name}: {sorted(set(pins) ^ set(want))}"
         for pkg, version in pins.items():
             assert want[pkg].specifier.contains(version, prereleases=True), (
-                f"images/{name}: {pkg}=={version} is outside pyproject.toml's {want[pkg]}"
+                f"image {name}: {pkg}=={version} is outside pyproject.toml's {want[pkg]}"
             )
 
 
 def test_pins_are_the_versions_this_suite_runs():
     """What the images ship is what the tests test."""
-    for name in EXTRA_OF:
-        for pkg, version in _pins(name).items():
+    for path in REQS.glob("*.txt"):
+        for pkg, version in _pins_of(path.stem).items():
             installed = metadata.version(pkg).split("+")[0]
-            assert installed == version, f"images/{name}: {pkg} pinned {version}, tests run {installed}"
+            assert installed == version, f"{path.name}: {pkg} pinned {version}, tests run {installed}"
 
 
 def test_dockerignore_keeps_the_context_small():
@@ -177,12 +233,13 @@ def test_dockerignore_keeps_the_context_small():
 
 
 def _fresh_venv(path: Path, image: str) -> Path:
-    """A venv with only images/<image>/requirements.txt and kurate (--no-deps): the image's Python."""
+    """A venv with only the image's requirement lists and kurate (--no-deps): the image's Python."""
     base_python = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base_python, "-m", "venv", str(path)], check=True)
     py = path / "bin" / "python"
+    lists = [str(REQS / f"{n}.txt") for n in _installed_lists(image)]
     for args in (
-        ["-r", str(IMAGES / image / "requirements.txt")],
+        [a for f in lists for a in ("-r", f)],
         ["--no-deps", str(REPO)],
     ):
         proc = subprocess.run(
@@ -221,11 +278,8 @@ def venv_dir(tmp_path):
 def test_core_images_run_their_phases(venv_dir, tmp_path, image_folder):
     """ingest and check install the core plus PyAV (they read videos); select and base (which merges
     shards) the core alone. All four phases run in the ingest list's fresh venv."""
-    lists = {
-        n: (IMAGES / n / "requirements.txt").read_text().split("\n", 1)[1]
-        for n in ("ingest", "check", "select")
-    }
-    assert lists["ingest"] == lists["check"] and _pins("select") == _pins("base")
+    assert _installed_lists("ingest") == _installed_lists("check")
+    assert _installed_lists("select") == _installed_lists("base") == ["core"]
     assert set(_pins("ingest")) - set(_pins("base")) == {"av"}
     py = _fresh_venv(venv_dir, "ingest")
     _absent(py, "torch", "matplotlib", "lightly")
