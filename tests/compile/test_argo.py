@@ -16,8 +16,8 @@ import pytest
 
 from kurate.io import embeddings_io, filelist
 from kurate.pipelines.argo import workflow_dict
+from kurate.pipelines.argo_local import run_workflow
 from kurate.pipelines.compile import FILES, compile_all
-from tests.compile.argo_local import run_workflow
 from tests.compile.helpers import PHASES, assert_matches_golden, docs, options
 
 SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "reference" / "argo-workflows-v4.1.2-schema.json"
@@ -363,7 +363,7 @@ def test_runs_sharded_and_equals_unsharded(compiled, tmp_path, image_folder, emb
 
 def test_a_failing_step_stops_the_workflow(compiled, tmp_path):
     """The runner is not a rubber stamp: a phase that fails (empty input) fails the run."""
-    from tests.compile.argo_local import StepFailed
+    from kurate.pipelines.argo_local import StepFailed
 
     (tmp_path / "empty").mkdir()
     params = {f"{p}_config": "{}" for p in PHASES} | {
