@@ -165,3 +165,17 @@ def test_a_root_image_is_refused_where_the_workflow_says_run_as_non_root(eng, da
         step.image = images.image_for("kurate")  # starts as root too (it becomes the shared dir's owner)
     with pytest.raises(StepFailed, match="runAsNonRoot"):
         ContainerSteps(engine=eng)(step)
+
+
+def test_kurate_command_with_every_task_in_its_image(eng, data, host_run, tmp_path, monkeypatch):
+    """The user-facing switch: ``KURATE_RUNNER=argo kurate ...`` (the Argo steps as containers)."""
+    from kurate.cli import main
+
+    monkeypatch.setenv("KURATE_RUNNER", "argo")
+    monkeypatch.setenv("CONTAINER_ENGINE", eng)
+    out = writable_by_image_user(tmp_path / "out")
+    before = tree_digest(data)
+    assert main([f"input_dir={data}", f"output_dir={out}", "run_directory=run", *SETTINGS]) == 0
+    assert_same_outputs(out / "run", host_run)
+    assert os.stat(out / "run" / "report.json").st_uid == (10001 if os.geteuid() == 0 else os.getuid())
+    assert tree_digest(data) == before
