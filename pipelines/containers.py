@@ -108,18 +108,15 @@ def _ulimits(flags: Sequence[str]) -> list[Any]:
     """``--ulimit name=soft:hard`` flags as docker SDK ``Ulimit`` objects (a flag replaces the default)."""
     import docker
 
-    out = []
+    values = []
     it = iter(flags)
     for flag in it:
-        value = (
-            next(it, "")
-            if flag == "--ulimit"
-            else flag.split("=", 1)[1]
-            if flag.startswith("--ulimit=")
-            else ""
-        )
-        if not value:
-            continue
+        if flag == "--ulimit":
+            values.append(next(it, ""))
+        elif flag.startswith("--ulimit="):
+            values.append(flag.split("=", 1)[1])
+    out = []
+    for value in filter(None, values):
         name, _, limits = value.partition("=")
         soft, _, hard = limits.partition(":")
         out.append(docker.types.Ulimit(name=name, soft=int(soft), hard=int(hard or soft)))
