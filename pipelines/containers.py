@@ -216,7 +216,7 @@ def container_engine() -> str:
 
 
 def run_in_containers(plan: RunPlan, runner: str, embed_shards: int = 1, keep_work: bool = False) -> None:
-    """``KURATE_RUNNER=docker|argo``: every task of ``plan`` in its phase image."""
+    """``KURATE_RUNNER=docker|argo`` (read by the ``kurate`` command): every task of ``plan`` in its image."""
     if runner == "docker":
         run_kfp_docker(plan, embed_shards=embed_shards, keep_work=keep_work)
     elif runner == "argo":

@@ -26,9 +26,6 @@ def pipeline_arguments(plan: RunPlan, embed_shards: int | None = None) -> dict[s
 def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> None:
     """Execute every task with kfp.local's SubprocessRunner in this Python environment.
 
-    Env ``KURATE_RUNNER=docker`` (kfp.local's DockerRunner) or ``argo`` (the Argo workflow's steps as
-    containers) runs every task in its phase image instead: :mod:`kurate.pipelines.containers`.
-
     ``embed_shards`` > 1 runs the sharded embedding (ParallelFor + merge) exactly as a cluster does,
     the shards one after another.
 
@@ -38,13 +35,6 @@ def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> 
     (``plan.work_dir`` empty) the scratch is a local temporary folder instead: the artifacts between
     phases stay on this machine, the input is read from and the outputs written to the buckets.
     """
-    runner = os.environ.get("KURATE_RUNNER", "subprocess")
-    if runner != "subprocess":
-        from kurate.pipelines.containers import run_in_containers
-
-        run_in_containers(plan, runner, embed_shards=embed_shards, keep_work=keep_work)
-        return
-
     from kfp import local
 
     from kurate.pipelines.curation import build_pipeline

@@ -78,16 +78,24 @@ def _summary(run_dir: str) -> str:
 def run(overrides: Sequence[str], config_path: str | None = None, config_name: str | None = None) -> str:
     """Compose the config, plan the run, execute the pipeline locally; returns the run directory."""
     from kurate.config.load import compose_config
+    from kurate.pipelines.containers import RUNNERS, run_in_containers
     from kurate.pipelines.local import run_local
     from kurate.plan import make_plan
 
     cfg = compose_config(overrides, config_path, config_name)
     if cfg.sanity_check:
         return sanity_check(list(overrides))
+    # Env KURATE_RUNNER=docker|argo: every task in its phase image (kurate.pipelines.containers).
+    runner = os.environ.get("KURATE_RUNNER", "subprocess")
+    if runner not in ("subprocess", *RUNNERS):
+        raise ConfigError("KURATE_RUNNER", f"got {runner!r}; allowed: subprocess, {', '.join(RUNNERS)}")
     plan = make_plan(cfg)
     if plan.resumed:
         logging.getLogger("kurate").warning("resuming the incomplete run in %s", plan.run_dir)
-    run_local(plan)
+    if runner == "subprocess":
+        run_local(plan)
+    else:
+        run_in_containers(plan, runner)
     return plan.run_dir
 
 

@@ -68,3 +68,17 @@ def test_shm_volume_of_a_template_becomes_shm_size():
     assert _shm_size(tmpl) == "2g"
     tmpl["container"]["volumeMounts"][0]["mountPath"] = "/data"
     assert _shm_size(tmpl) == ""
+
+
+def test_kurate_refuses_an_unknown_runner_before_anything_happens(tmp_path, monkeypatch, capsys):
+    from kurate.cli import main
+
+    (tmp_path / "in").mkdir()
+    monkeypatch.setenv("KURATE_RUNNER", "kubernetes")
+    args = [
+        f"input_dir={tmp_path / 'in'}",
+        f"output_dir={tmp_path / 'out'}",
+        "stopping_condition.n_samples=2",
+    ]
+    assert main(args) == 2
+    assert "KURATE_RUNNER" in capsys.readouterr().err and not (tmp_path / "out").exists()

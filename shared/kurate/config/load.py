@@ -125,6 +125,11 @@ def compose_config(
     _reject_unknown(cfg, OmegaConf.structured(KurateConfig), "")
     if not cfg.token and env.get("LIGHTLY_TOKEN"):
         cfg.token = env["LIGHTLY_TOKEN"]
+    # Defaults a container sets (the all-in-one image: Lightly's /home/input_dir and /home/shared_dir).
+    if not cfg.input_dir and not cfg.datasource.dataset_id and env.get("KURATE_INPUT_DIR"):
+        cfg.input_dir = env["KURATE_INPUT_DIR"]
+    if not cfg.output_dir and env.get("KURATE_OUTPUT_DIR"):
+        cfg.output_dir = env["KURATE_OUTPUT_DIR"]
     validate(cfg)
     return cfg
 

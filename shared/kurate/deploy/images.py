@@ -2,6 +2,8 @@
 
 Every compile target, the components and ``make images``/``make push`` take the names from here
 (``python -m kurate.deploy.images`` prints them for the Makefile), so code and images never drift apart.
+Each name is also the image's target in ``images/Dockerfile``; ``kurate`` (the all-in-one image with the
+``kurate`` command, the drop-in for Lightly's image) is ``<registry>/kurate:<version>``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from kurate import __version__
 
 DEFAULT_REGISTRY = "ghcr.io/kurate"
 PHASES = ("ingest", "check", "train", "embed", "pretag", "select", "export")
-#: Every image, base first (the others build on it). ``base`` runs the shard and merge steps.
-IMAGES = ("base", *PHASES)
+#: The all-in-one image: every phase's dependencies and the ``kurate`` command as its entry point.
+ALL_IN_ONE = "kurate"
+#: Every image (``base`` runs the shard and merge steps), in build order.
+IMAGES = ("base", *PHASES, ALL_IN_ONE)
 
 
 def registry() -> str:
@@ -27,6 +31,8 @@ def image_for(name: str, registry_prefix: str | None = None) -> str:
     if name not in IMAGES:
         raise ValueError(f"unknown image {name!r}; allowed: {', '.join(IMAGES)}")
     prefix = (registry_prefix or registry()).rstrip("/")
+    if name == ALL_IN_ONE:
+        return f"{prefix}/kurate:{__version__}"
     return f"{prefix}/kurate-{name}:{__version__}"
 
 
