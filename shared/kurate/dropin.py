@@ -14,6 +14,7 @@ the outputs belong to (and can be deleted by) whoever owns that folder on the ho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -47,7 +48,11 @@ def ensure_writable_home() -> None:
 
 
 def _terminate(signum: int, _frame: object) -> None:
-    # As PID 1 the process ignores SIGTERM unless it handles it: `docker stop` would wait, then kill.
+    # As PID 1 the process ignores SIGTERM unless it handles it (`docker stop` would wait, then kill), and
+    # kfp.local waits for the running task's process: pass the signal on to the whole process group.
+    signal.signal(signum, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgrp(), signum)
     raise SystemExit(128 + signum)
 
 

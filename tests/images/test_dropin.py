@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,40 @@ def test_exit_codes_are_passed_through(image, data, tmp_path):
     missing = lightly_run(image, None, out, "stopping_condition.n_samples=2")
     assert missing.returncode != 0
     assert "no image or video files found under /home/input_dir" in missing.stdout + missing.stderr
+
+
+def test_docker_stop_ends_a_running_job_with_sigterm(image, data, tmp_path):
+    """`docker stop` during a (1000-epoch) training task ends the job at once with 143 (SIGTERM), although
+    kfp.local waits for the running task's own process: the entry point passes the signal on to it."""
+    eng, out = engine(), _out(tmp_path)
+    name = f"kurate-stop-{os.getpid()}"
+    cmd = [eng, "run", "-d", "--name", name, *run_flags(), "-v", f"{data}:/home/input_dir:ro"]
+    cmd += ["-v", f"{out}:/home/shared_dir", image, "stopping_condition.n_samples=3", "enable_training=True"]
+    cmd += [
+        "lightly.trainer.max_epochs=1000",
+        "lightly.loader.num_workers=0",
+        "lightly.collate.input_size=32",
+    ]
+    subprocess.run(cmd, check=True, capture_output=True)
+    try:
+        for _ in range(300):
+            logs = subprocess.run([eng, "logs", name], capture_output=True, text=True)
+            if "Executing task" in logs.stdout + logs.stderr and "'train'" in logs.stdout + logs.stderr:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the training task never started")
+        time.sleep(3)
+        start = time.monotonic()
+        subprocess.run([eng, "stop", "-t", "120", name], check=True, capture_output=True)
+        took = time.monotonic() - start
+        state = subprocess.run(
+            [eng, "inspect", name, "--format", "{{.State.ExitCode}}"], capture_output=True, text=True
+        )
+        assert state.stdout.strip() == "143"
+        # Signalled, the task's process ends at once; unsignalled it ran on until its next write hit the
+        # closed log pipe (about 20 s here), or, silent, until the grace period ended.
+        assert took < 15, f"docker stop took {took:.0f} s"
+    finally:
+        subprocess.run([eng, "rm", "-f", name], capture_output=True)
+    assert not list(out.glob("*/report.json")), "a stopped run is left incomplete (resumable), never complete"

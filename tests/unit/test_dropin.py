@@ -3,9 +3,13 @@ the image itself runs Lightly's command in tests/images/test_dropin.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -89,3 +93,29 @@ def test_container_defaults_for_input_and_output_dir(tmp_path):
     by_id = compose_config([f"datasource.dataset_id={tmp_path}", stop], environ=env)
     assert not by_id.input_dir and by_id.output_dir == "/home/shared_dir"
     assert not compose_config([stop], environ={}).input_dir
+
+
+def test_sigterm_reaches_the_running_task_process():
+    """As PID 1 the entry point gets `docker stop`'s SIGTERM; kfp.local then waits for the running task's
+    process (Popen's context manager), so the handler passes the signal on to the process group."""
+    script = (
+        "import signal, subprocess, sys\n"
+        "from kurate import dropin\n"
+        "signal.signal(signal.SIGTERM, dropin._terminate)\n"
+        "with subprocess.Popen(['sleep', '1000']) as task:\n"
+        "    print(task.pid, flush=True)\n"
+        "    task.wait()\n"
+    )
+    # Its own session: the handler signals its whole process group, which must not be pytest's.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    task_pid = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with pytest.raises(ProcessLookupError):
+        os.kill(task_pid, 0)
