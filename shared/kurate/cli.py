@@ -61,10 +61,12 @@ def _summary(run_dir: str) -> str:
     report = json.loads(storage.read_text(storage.join(run_dir, "report.json")))
     c = report["counts"]
     html = (report.get("report_files") or {}).get("html")
+    everything = (report.get("selection") or {}).get("stop_reason") == "no stopping condition"
     return (
         f"kurate: done. {c['available']} input(s): {c['corrupt']} corrupt, {c['duplicate']} duplicate, "
         f"{c['selected']} selected, {c['removed']} removed"
         + (f", {c['seen']} already in the datapool" if "seen" in c else "")
+        + (" (no stopping condition: every clean sample is selected)" if everything else "")
         + ".\n"
         f"kurate: outputs in {run_dir}\n"
         + (

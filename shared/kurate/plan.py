@@ -6,6 +6,7 @@ compilers and the submitters, so every target hands each task the same keys.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from kurate.config import lightly_keys
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError
 from kurate.io import storage
 from kurate.models import pretag
 from kurate.outputs import export
+
+log = logging.getLogger("kurate.plan")
 
 TASKS = ("ingest", "check", "train", "embed", "pretag", "select", "export")
 #: Inside the run directory: the training epoch checkpoints (a rerun resumes from them) and the model.
@@ -52,8 +56,17 @@ def run_name(cfg: DictConfig, now: float | None = None) -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
 
 
+def trains(cfg: DictConfig) -> bool:
+    """Whether the run trains: ``enable_training`` with at least one epoch."""
+    return bool(cfg.enable_training) and int(cfg.lightly.trainer.max_epochs) > 0
+
+
 def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
-    """Check output safety and build the per-task configs for ``cfg``."""
+    """Check output safety and build the per-task configs for ``cfg``.
+
+    Lightly keys that do nothing here are named first, one warning line each.
+    """
+    lightly_keys.warn_inert(cfg)
     input_dir = str(cfg.input_dir or cfg.datasource.dataset_id or "")
     if not input_dir:
         raise ConfigError("input_dir", "missing; set input_dir=<folder or URI> (or datasource.dataset_id)")
@@ -112,6 +125,7 @@ def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     _datapool_keys(cfg, tasks, input_dir, output_dir, run_dir)
     tasks["export"].update(tasks.pop("report"))
     tasks["export"]["append_weak_labels"] = bool(cfg.append_weak_labels)
+    tasks["export"]["upload_dataset"] = bool(cfg.upload_dataset)  # without a datapool: to data/sampled/
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
@@ -125,6 +139,10 @@ def _train_task(cfg: DictConfig, run_dir: str, rel: Any) -> dict[str, Any]:
     and the run's stable checkpoint locations (so a rerun resumes).
     """
     if not cfg.enable_training:
+        return {"enable_training": False}
+    if not trains(cfg):
+        # Lightly's ImageNet example: training on, zero epochs = embed with the start weights.
+        log.info("enable_training with lightly.trainer.max_epochs=0: no training step")
         return {"enable_training": False}
     lc = cfg.lightly
     dirpath = lc.checkpoint_callback.dirpath
@@ -167,7 +185,25 @@ def _datapool_keys(
     """
     from kurate.pool import datapool
 
-    loc = datapool.location(output_dir, cfg.datapool.name, cfg.datapool.dataset_id)
+    name = cfg.datapool.name
+    implied = (
+        name in (None, "")
+        and cfg.datapool.dataset_id in (None, "")
+        and cfg.datasource.dataset_id not in (None, "")
+        and cfg.use_datapool is not False
+    )
+    if implied:
+        # Datasource mode: Lightly remembered per dataset which samples a run had processed (a rerun
+        # processes only new ones); the same state here is a datapool named after the datasource.
+        name = datapool.datasource_pool_name(input_dir)
+    loc = datapool.location(output_dir, name, cfg.datapool.dataset_id)
+    if implied:
+        log.info(
+            "datasource mode: processed and selected samples of %s are kept in the datapool %s "
+            "(datasource.process_all=True processes everything again; use_datapool=False keeps nothing)",
+            input_dir,
+            loc,
+        )
     if loc and not storage.is_remote(loc):
         loc = os.path.abspath(loc)
     if loc and storage.is_inside(loc, input_dir):
@@ -181,7 +217,7 @@ def _datapool_keys(
     version = head.version if head is not None else 0
     state = head.state if head is not None else ""
     run_id = run_dir.rstrip("/").rsplit("/", 1)[-1]
-    if cfg.enable_training and head is not None and head.pointer.get("run_id") != run_id:
+    if trains(cfg) and head is not None and head.pointer.get("run_id") != run_id:
         # The datapool's embeddings all come from one model; a newly trained one could not be compared
         # with them. (A rerun of the run that made the head, killed after its commit, may go on.)
         raise ConfigError(
@@ -190,23 +226,80 @@ def _datapool_keys(
             f"model's embeddings could not be compared with them. Embed with the datapool's model "
             f"({_datapool_model_hint(loc)}, enable_training=False) or use another datapool.name",
         )
+    checkpoint = storage.resolve_relative(str(cfg.checkpoint), output_dir)
+    if head is not None and not trains(cfg) and not cfg.embeddings:
+        checkpoint = _datapool_model(cfg, loc, checkpoint, tasks)
     process_all = bool(cfg.datasource.process_all)
     tasks["check"].update(datapool_state="" if process_all else state, datapool_version=version)
     tasks["select"].update(datapool_state=state, datapool_location=loc, datapool_version=version)
     tasks["export"]["datapool"] = {
         "location": loc,
-        "name": str(cfg.datapool.name or ""),
+        "name": str(name or ""),
         "version": version,
         "keep_history": bool(cfg.datapool.keep_history),
         "enable_update": bool(cfg.datasource.enable_datapool_update),
         "upload_dataset": bool(cfg.upload_dataset),
         # the model the embeddings come from: the one trained in this run, else `checkpoint`
-        "checkpoint": storage.join(run_dir, LATEST_CHECKPOINT)
-        if cfg.enable_training
-        else storage.resolve_relative(str(cfg.checkpoint), output_dir),
-        "trained": bool(cfg.enable_training),
+        "checkpoint": storage.join(run_dir, LATEST_CHECKPOINT) if trains(cfg) else checkpoint,
+        "trained": trains(cfg),
         "run_id": run_id,
     }
+
+
+def _datapool_model(cfg: DictConfig, loc: str, checkpoint: str, tasks: dict[str, dict[str, Any]]) -> str:
+    """A datapool keeps its model: the checkpoint to embed with, checked against the datapool's at start.
+
+    Without ``checkpoint`` the run embeds with the datapool's own (``checkpoint_latest.ckpt`` of a run that
+    trained, else the copy under ``model/``), as Lightly reused it. Model settings, input size and an
+    explicit checkpoint that differ from the datapool's are refused here, before anything runs; weights
+    that only the embed task can identify (a local model-zoo file, random initialisation) are checked by
+    it before it embeds (``expected_weights``).
+    """
+    import hashlib
+
+    from kurate.pool import datapool
+
+    stored = datapool.read_model(loc)
+    if not stored or not stored.get("weights_id"):
+        return checkpoint  # precomputed embeddings made it: only the dimension can be compared (select)
+    hint = f"embed with the datapool's model ({_datapool_model_hint(loc)}) or use another datapool"
+    lm = cfg.lightly.model
+    ours = {
+        "name": str(lm.name),
+        "width": float(lm.width),
+        "num_ftrs": int(lm.num_ftrs),
+        "out_dim": int(lm.out_dim),
+    }
+    for k, v in ours.items():
+        theirs = (stored.get("model") or {}).get(k)
+        if theirs is not None and theirs != v:
+            raise ConfigError(
+                f"lightly.model.{k}", f"{v!r}, but datapool {loc} was built with {theirs!r}; {hint}"
+            )
+    size = int(cfg.lightly.collate.input_size)
+    if stored.get("input_size") not in (None, size):
+        raise ConfigError(
+            "lightly.collate.input_size",
+            f"{size}, but datapool {loc} was built with {stored['input_size']}; {hint}",
+        )
+    weights = str(stored["weights_id"])
+    if not checkpoint:
+        checkpoint = datapool.model_checkpoint(loc)
+        if checkpoint:
+            log.info("datapool %s: embedding with its model %s", loc, checkpoint)
+    if checkpoint:
+        try:
+            ours_id = "sha256:" + hashlib.sha256(storage.read_bytes(checkpoint)).hexdigest()
+        except FileNotFoundError:
+            raise ConfigError("checkpoint", f"{checkpoint} does not exist") from None
+        if ours_id != weights:
+            raise ConfigError(
+                "checkpoint", f"{checkpoint} is not the model datapool {loc} was built with; {hint}"
+            )
+        tasks["embed"]["checkpoint"] = checkpoint
+    else:
+        tasks["embed"]["expected_weights"] = {"weights_id": weights, "datapool": loc}
+    return checkpoint
 
 
 def _datapool_model_hint(loc: str) -> str:

@@ -9,7 +9,7 @@ import json
 import torch
 
 from tests.e2e.test_cli import FAST, run_kurate
-from tests.helpers import make_image_folder
+from tests.helpers import draw_image, make_image_folder
 
 SMALL = [*FAST, "lightly.model.name=resnet-9", "lightly.model.width=0.125", "lightly.loader.batch_size=4"]
 
@@ -99,6 +99,39 @@ def test_kurate_trains_embeds_with_the_trained_model_and_selects(tmp_path):
     )
     assert more.returncode == 0, more.stderr[-3000:]
     assert json.loads((out / "more" / "report.json").read_text())["counts"]["selected"] == 2
+
+    # Lightly's Cityscapes-then-KITTI example: the next dataset, training off and no checkpoint given. The
+    # datapool keeps its model: the run embeds with it (it used to embed with other weights and fail in
+    # select, after embedding everything).
+    kitti = tmp_path / "kitti"
+    kitti.mkdir()
+    for i in range(6):
+        draw_image(300 + i).save(kitti / f"frame_{i}.png")
+    next_set = run_kurate(
+        f"input_dir={kitti}",
+        f"output_dir={out}",
+        "run_directory=kitti",
+        "stopping_condition.n_samples=2",
+        "datapool.name=pool",
+        "enable_training=False",
+        *SMALL,
+    )
+    assert next_set.returncode == 0, next_set.stderr[-3000:]
+    kitti_report = json.loads((out / "kitti" / "report.json").read_text())
+    assert kitti_report["embedding"]["source"] == f"lightly checkpoint {pool / 'checkpoint_latest.ckpt'}"
+    assert kitti_report["datapool"]["updated"] and kitti_report["counts"]["selected"] == 2
+    # a model the datapool was not built with is refused at start, before anything runs
+    other = run_kurate(
+        f"input_dir={kitti}",
+        f"output_dir={out}",
+        "run_directory=other-model",
+        "stopping_condition.n_samples=2",
+        "datapool.name=pool",
+        *[o for o in SMALL if not o.startswith("lightly.model.num_ftrs")],
+        "lightly.model.num_ftrs=8",
+    )
+    assert other.returncode == 2 and other.stderr.startswith("kurate: error: lightly.model.num_ftrs:")
+    assert str(pool) in other.stderr and not (out / "other-model").exists()
 
 
 def test_killed_training_is_resumed_by_rerunning_kurate(tmp_path):

@@ -197,3 +197,131 @@ def test_training_with_a_datapool(tmp_path):
         make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r2"))
     assert f"checkpoint={loc}/checkpoint_latest.ckpt" in str(err.value)
     make_plan(_cfg(tmp_path, "datapool.name=pool", "run_directory=r3"))  # without training: fine
+
+
+def _kurate_desc(weights_id, **model):
+    cfg = {"name": "resnet-18", "width": 1.0, "num_ftrs": 32, "out_dim": 128, **model}
+    return {"dim": cfg["num_ftrs"], "model": cfg, "input_size": 64, "weights_id": weights_id}
+
+
+def test_a_datapool_keeps_its_model(tmp_path):
+    """Without `checkpoint`, a run on a datapool embeds with the datapool's model (Lightly reused it);
+    another model, input size or checkpoint is refused at start, naming the key."""
+    import hashlib
+
+    import numpy as np
+
+    from kurate.pool import datapool
+
+    model = tmp_path / "trained.ckpt"
+    model.write_bytes(b"the trained weights")
+    sha = "sha256:" + hashlib.sha256(model.read_bytes()).hexdigest()
+    loc = str(tmp_path / "out" / "datapool" / "pool")
+    datapool.commit(
+        loc, 0, ["a.png"], np.ones((1, 32)), ["h"], _kurate_desc(sha), run_id="r0", checkpoint=str(model)
+    )
+    plan = make_plan(_cfg(tmp_path, "datapool.name=pool"))
+    used = plan.task_configs["embed"]["checkpoint"]
+    assert used == datapool.model_checkpoint(loc) and used.startswith(loc)
+    assert plan.task_configs["export"]["datapool"]["checkpoint"] == used
+    for extra, key in [
+        ("lightly.model.num_ftrs=16", "lightly.model.num_ftrs"),
+        ("lightly.model.name=resnet-34", "lightly.model.name"),
+        ("lightly.collate.input_size=32", "lightly.collate.input_size"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            make_plan(_cfg(tmp_path, "datapool.name=pool", extra))
+        assert err.value.key == key and loc in str(err.value)
+    other = tmp_path / "out" / "other.ckpt"
+    other.write_bytes(b"other weights")
+    with pytest.raises(ConfigError) as err:
+        make_plan(_cfg(tmp_path, "datapool.name=pool", "checkpoint=other.ckpt"))
+    assert err.value.key == "checkpoint" and "not the model" in str(err.value)
+    same = tmp_path / "out" / "same.ckpt"
+    same.write_bytes(model.read_bytes())  # the same weights under another name: fine
+    assert make_plan(_cfg(tmp_path, "datapool.name=pool", "checkpoint=same.ckpt")).task_configs["embed"][
+        "checkpoint"
+    ] == str(same)
+
+
+def test_a_datapool_without_a_checkpoint_file_has_embed_check_its_weights(tmp_path):
+    import numpy as np
+
+    from kurate.pool import datapool
+
+    loc = str(tmp_path / "out" / "datapool" / "pool")
+    datapool.commit(loc, 0, ["a.png"], np.ones((1, 32)), ["h"], _kurate_desc("random:1"), run_id="r0")
+    plan = make_plan(_cfg(tmp_path, "datapool.name=pool"))
+    assert plan.task_configs["embed"]["checkpoint"] == ""
+    assert plan.task_configs["embed"]["expected_weights"] == {"weights_id": "random:1", "datapool": loc}
+    fresh = make_plan(_cfg(tmp_path, "datapool.name=fresh"))  # an empty datapool checks nothing
+    assert "expected_weights" not in fresh.task_configs["embed"]
+
+
+def test_datasource_mode_implies_a_datapool_state(tmp_path):
+    """datasource.dataset_id without a datapool key: a datapool named after the datasource keeps what was
+    processed, so a rerun skips it; process_all=True processes everything; use_datapool=False keeps none."""
+    import numpy as np
+
+    from kurate.pool import datapool
+
+    (tmp_path / "in").mkdir()
+    source = str(tmp_path / "in")
+
+    def plan(*extra):
+        return make_plan(
+            compose_config(
+                [
+                    f"datasource.dataset_id={source}",
+                    f"output_dir={tmp_path / 'out'}",
+                    "run_directory=r",
+                    *extra,
+                ]
+            )
+        )
+
+    first = plan()
+    dp = first.task_configs["export"]["datapool"]
+    name = datapool.datasource_pool_name(source)
+    assert dp["location"] == str(tmp_path / "out" / "datapool" / name) and dp["name"] == name
+    assert name.startswith("datasource-in-") and name == datapool.datasource_pool_name(source + "/")
+    assert name != datapool.datasource_pool_name(str(tmp_path / "elsewhere" / "in"))
+    assert first.task_configs["ingest"]["input_dir"] == source
+    state = datapool.commit(dp["location"], 0, ["a.png"], np.ones((1, 2)), ["h"], {"dim": 2}, run_id="r0")
+    again = plan()
+    assert again.task_configs["check"]["datapool_state"] == state.state  # seen samples are skipped
+    assert plan("datasource.process_all=True").task_configs["check"]["datapool_state"] == ""
+    assert "datapool" not in plan("use_datapool=False").task_configs["export"]
+    named = plan("datapool.name=mine").task_configs["export"]["datapool"]
+    assert named["location"] == str(tmp_path / "out" / "datapool" / "mine")  # an explicit datapool wins
+    plain = make_plan(_cfg(tmp_path))  # input_dir, no datasource: no state
+    assert "datapool" not in plain.task_configs["export"]
+
+
+def test_max_epochs_zero_means_no_training_step(tmp_path):
+    plan = make_plan(_cfg(tmp_path, "enable_training=True", "lightly.trainer.max_epochs=0"))
+    assert plan.task_configs["train"] == {"enable_training": False}
+    pool = make_plan(
+        _cfg(tmp_path, "enable_training=True", "lightly.trainer.max_epochs=0", "datapool.name=p")
+    )
+    assert pool.task_configs["export"]["datapool"]["trained"] is False
+
+
+def test_upload_dataset_reaches_export_without_a_datapool(tmp_path):
+    plan = make_plan(_cfg(tmp_path, "upload_dataset=True"))
+    assert plan.task_configs["export"]["upload_dataset"] is True
+    assert "datapool" not in plan.task_configs["export"]
+
+
+def test_inert_keys_warn_once_at_plan(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        make_plan(_cfg(tmp_path, "worker.force_start=False", "lightly.upload=full", "lightly.token=SECRET"))
+    lines = [r.getMessage() for r in caplog.records if "does nothing here" in r.getMessage()]
+    assert sorted(line.split(":")[0] for line in lines) == [
+        "lightly.token",
+        "lightly.upload",
+        "worker.force_start",
+    ]
+    assert not any("SECRET" in line for line in lines)

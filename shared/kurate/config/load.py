@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from kurate.config import lightly_keys
 from kurate.config.schema import PHASE_KEYS, KurateConfig
 from kurate.errors import ConfigError
 
@@ -54,6 +55,34 @@ def _register(node: Any, name: str) -> None:
     ConfigStore.instance().store(name=name, node=node)
 
 
+UNKNOWN = "unknown key (not a kurate/Lightly config key; see the spec)"
+
+
+def unknown_key(key: str) -> ConfigError:
+    """The one-line error for a key kurate does not take.
+
+    Why, when a Lightly text had it; a hint when it is a key of lightly's CLI without its ``lightly.``
+    prefix (the Docker job refused those too).
+    """
+    why = lightly_keys.not_applicable(key)
+    if why:
+        return ConfigError(key, f"not applicable: {why}")
+    if key and not key.startswith("lightly.") and lightly_keys.status(f"lightly.{key}") == "implemented":
+        return ConfigError(key, f"{UNKNOWN}; did you mean lightly.{key}?")
+    return ConfigError(key, UNKNOWN)
+
+
+def _full_key(key: str, overrides: Sequence[str]) -> str:
+    """The override's whole dotted key when Hydra names only its first unknown part (``collate``)."""
+    if not key:
+        return key
+    for o in overrides:
+        name = o.split("=", 1)[0].lstrip("+~")
+        if name == key or name.startswith(key + "."):
+            return name
+    return key
+
+
 def _error_from_omegaconf(exc: BaseException) -> ConfigError:
     """Turn Hydra/OmegaConf composition errors into one line naming the key."""
     chain: list[BaseException] = []
@@ -66,12 +95,12 @@ def _error_from_omegaconf(exc: BaseException) -> ConfigError:
             key = str(getattr(err, "full_key", "") or "")
             msg = str(getattr(err, "msg", "") or str(err)).splitlines()[0]
             if "not in struct" in msg or "Key '" in msg and "not" in msg:
-                return ConfigError(key, "unknown key (not a kurate/Lightly config key; see the spec)")
+                return unknown_key(key)
             return ConfigError(key, msg)
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if text.startswith("Could not override '"):
         key = text.split("'")[1]
-        return ConfigError(key, "unknown key (not a kurate/Lightly config key; see the spec)")
+        return unknown_key(key)
     return ConfigError("", text)
 
 
@@ -110,7 +139,8 @@ def compose_config(
         try:
             base = OmegaConf.merge(base, user)
         except OmegaConfBaseException as exc:
-            raise _error_from_omegaconf(exc) from None
+            err = _error_from_omegaconf(exc)
+            raise unknown_key(_full_yaml_key(err.key, user)) if err.message == UNKNOWN else err from None
     name = _USER_NAME if config_name else SCHEMA_NAME
     _register(base, name)
     GlobalHydra.instance().clear()
@@ -118,7 +148,10 @@ def compose_config(
         with initialize(version_base=None, config_path=None):
             cfg = compose(config_name=name, overrides=list(overrides))
     except Exception as exc:  # Hydra wraps OmegaConf errors in its own exceptions
-        raise _error_from_omegaconf(exc) from None
+        err = _error_from_omegaconf(exc)
+        if err.message.startswith(UNKNOWN):
+            err = unknown_key(_full_key(err.key, overrides))
+        raise err from None
     finally:
         GlobalHydra.instance().clear()
     # Hydra's '+key=value' bypasses struct mode: reject keys the schema does not have.
@@ -130,15 +163,31 @@ def compose_config(
         cfg.input_dir = env["KURATE_INPUT_DIR"]
     if not cfg.output_dir and env.get("KURATE_OUTPUT_DIR"):
         cfg.output_dir = env["KURATE_OUTPUT_DIR"]
+    lightly_keys.apply_aliases(cfg)
+    if not cfg.worker_id and env.get("LIGHTLY_WORKER_ID"):  # how the LightlyOne Worker takes its id
+        cfg.worker_id = env["LIGHTLY_WORKER_ID"]
+    cfg.method = str(cfg.method).lower()  # Lightly's docs also wrote CORESET
     validate(cfg)
     return cfg
+
+
+def _full_yaml_key(key: str, user: Any) -> str:
+    """The dotted path of the first key of the YAML under ``key`` that the schema lacks (for the error)."""
+    node = OmegaConf.select(user, key, default=None) if key else None
+    base = OmegaConf.structured(KurateConfig)
+    sub = OmegaConf.select(base, key, default=None) if key else None
+    if isinstance(node, DictConfig) and isinstance(sub, DictConfig):
+        for k in node.keys():
+            if k not in sub:
+                return f"{key}.{k!s}"
+    return key
 
 
 def _reject_unknown(cfg: Any, schema: Any, prefix: str) -> None:
     for key in cfg.keys():
         full = f"{prefix}{key}"
         if key not in schema:
-            raise ConfigError(full, "unknown key (not a kurate/Lightly config key; see the spec)")
+            raise unknown_key(full)
         sub = schema[key] if OmegaConf.is_dict(schema[key]) else None
         if sub is not None and OmegaConf.is_dict(cfg[key]):
             _reject_unknown(cfg[key], sub, f"{full}.")
@@ -205,7 +254,11 @@ def _validate_training(cfg: DictConfig) -> None:
     lc = cfg.lightly
     tr = lc.trainer
     me = tr.max_epochs
-    _need(_is_int(me) and me >= 1, "lightly.trainer.max_epochs", f"got {me!r}; allowed: an int >= 1")
+    _need(
+        _is_int(me) and me >= 0,
+        "lightly.trainer.max_epochs",
+        f"got {me!r}; allowed: an int >= 0 (0 = no training step)",
+    )
     normalise_precision(_plain(tr.precision))
     single_device_count(_plain(tr.gpus), "lightly.trainer.gpus")
     single_device_count(_plain(tr.devices), "lightly.trainer.devices")
@@ -278,11 +331,6 @@ def validate(cfg: DictConfig) -> None:
         _is_num(md) and (md == -1 or md >= 0) and math.isfinite(md),
         "stopping_condition.min_distance",
         f"got {md!r}; allowed: a distance >= 0, or -1 (inactive)",
-    )
-    _need(
-        n_samples_active(n) or md != -1 or bool(cfg.sanity_check),
-        "stopping_condition",
-        "neither n_samples nor min_distance is set; set stopping_condition.n_samples and/or .min_distance",
     )
     _need(cfg.method in METHODS, "method", f"got {cfg.method!r}; allowed: {', '.join(METHODS)}")
     th = cfg.corruptness_check.corruption_threshold
@@ -357,15 +405,6 @@ def validate(cfg: DictConfig) -> None:
             "datapool.name",
             f"got {cfg.datapool.name!r}; allowed: a non-empty name without '/'",
         )
-    has_pool = cfg.datapool.name not in (None, "") or cfg.datapool.dataset_id not in (None, "")
-    if cfg.upload_dataset:
-        _need(has_pool, "upload_dataset", "needs a datapool; set datapool.name (or datapool.dataset_id)")
-        _need(
-            bool(cfg.datasource.enable_datapool_update),
-            "upload_dataset",
-            "copies into the datapool, which datasource.enable_datapool_update=False leaves untouched; "
-            "set one of them differently",
-        )
     if cfg.input_dir and cfg.datasource.dataset_id and str(cfg.datasource.dataset_id) != cfg.input_dir:
         raise ConfigError(
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
@@ -424,6 +463,8 @@ def redacted(cfg: DictConfig) -> dict[str, Any]:
     data: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     if data.get("token"):
         data["token"] = REDACTED
+    if (data.get("lightly") or {}).get("token"):
+        data["lightly"]["token"] = REDACTED
     return data
 
 

@@ -61,7 +61,7 @@ class LightlyCollate:
     random_gray_scale: float = 0.2  # probability of greyscale
     gaussian_blur: float = 0.5  # probability of Gaussian blur
     sigmas: list[float] = field(default_factory=lambda: [0.2, 2.0])  # blur sigma range
-    kernel_size: Any = None  # deprecated in lightly; accepted and ignored
+    kernel_size: Any = None  # deprecated in lightly (the blur follows sigmas); accepted with a warning
     vf_prob: float = 0.0  # probability of vertical flip
     hf_prob: float = 0.5  # probability of horizontal flip
     rr_prob: float = 0.0  # probability of random rotation
@@ -83,11 +83,12 @@ class LightlyTrainer:
     """``lightly.trainer.*``: PyTorch Lightning Trainer settings (training)."""
 
     gpus: Any = None  # Lightning 1.x key; mapped to accelerator/devices by the train phase
-    max_epochs: int = 100  # epochs to train
+    max_epochs: int = 100  # epochs to train; 0 = no training step (embed with the start weights)
     precision: Any = 32  # 32, 16, "bf16-mixed", ...
     enable_model_summary: bool = True  # print the model summary
     accelerator: Any = None  # Lightning 2 key: "cpu", "gpu", "auto"
     devices: Any = None  # Lightning 2 key
+    weights_summary: Any = None  # Lightning 1 key of lightly's CLI config; accepted with a warning
 
 
 @dataclass
@@ -107,8 +108,22 @@ class LightlySummaryCallback:
 
 
 @dataclass
+class LightlyEnvironmentVariableNames:
+    """``lightly.environment_variable_names.*``: env vars lightly's CLI set after a command (warning)."""
+
+    lightly_last_checkpoint_path: Any = None
+    lightly_last_embedding_path: Any = None
+    lightly_last_dataset_id: Any = None
+
+
+@dataclass
 class LightlyConfig:
-    """``lightly.*``: the Lightly CLI's own config, passed through to embed and train."""
+    """``lightly.*``: the Lightly CLI's own config, passed through to embed and train.
+
+    Besides the keys embed and train read, every key any version of lightly's CLI ``config.yaml`` had is
+    accepted (the Docker job took the whole CLI config as ``lightly.*``); those that do nothing here default
+    to ``None`` (= not given) and print one warning line when given (:mod:`kurate.config.lightly_keys`).
+    """
 
     model: LightlyModel = field(default_factory=LightlyModel)
     criterion: LightlyCriterion = field(default_factory=LightlyCriterion)
@@ -119,8 +134,36 @@ class LightlyConfig:
     checkpoint_callback: LightlyCheckpointCallback = field(default_factory=LightlyCheckpointCallback)
     summary_callback: LightlySummaryCallback = field(default_factory=LightlySummaryCallback)
     pre_trained: bool = True  # use pretrained weights when available locally (never downloaded)
-    crop_padding: float = 0.1  # lightly CLI key (object crops); accepted, unused
     seed: int = 1  # seed for model init, training and random selection
+    environment_variable_names: LightlyEnvironmentVariableNames = field(
+        default_factory=LightlyEnvironmentVariableNames
+    )
+    # Keys of lightly's other CLI commands (upload, download, crop) and lightly 1.0's names; the Docker job
+    # took them with the rest of the CLI config but never read them. Each: accepted with a warning.
+    input_dir: Any = None  # the container set its own; use input_dir
+    output_dir: Any = None  # the container set its own; use output_dir
+    checkpoint: Any = None  # the container passed its own; use checkpoint
+    embeddings: Any = None  # the container passed its own; use embeddings
+    token: Any = None  # the container passed its own; use token (redacted like it)
+    crop_padding: Any = None  # lightly-crop
+    label_dir: Any = None  # lightly-crop
+    label_names_file: Any = None  # lightly-crop
+    dataset_id: Any = None  # lightly-upload
+    new_dataset_name: Any = None  # lightly-upload
+    custom_metadata: Any = None  # lightly-upload
+    upload: Any = None  # lightly-upload: full / thumbnails / meta
+    resize: Any = None  # lightly-upload (CLI) / the Worker's platform images (v3): resize before upload
+    append: Any = None  # lightly-upload
+    embedding_name: Any = None  # lightly-upload
+    emb_upload_bsz: Any = None  # lightly-upload
+    tag_name: Any = None  # lightly-download
+    exclude_parent_tag: Any = None  # lightly-download
+    data: Any = None  # lightly 1.0
+    root: Any = None  # lightly 1.0
+    download: Any = None  # lightly 1.0
+    from_folder: Any = None  # lightly 1.0
+    path_to_folder: Any = None  # lightly 1.0
+    path_to_embeddings: Any = None  # lightly 1.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,16 +202,28 @@ class Datapool:
     name: Any = None  # name of a persistent datapool; None = no datapool
     keep_history: bool = True  # keep every previous datapool state under history/
     dataset_id: Any = None  # URI of the datapool (default <output_dir>/datapool/<name>)
+    id: Any = None  # Lightly's name for dataset_id in its docs of 2022-02-24; sets dataset_id
+
+
+@dataclass
+class InputExpiration:
+    """``datasource.input_expiration.*``: signed-URL expiry handling of the Worker (warning)."""
+
+    min_days_to_expiration: Any = None
+    handling_strategy: Any = None
 
 
 @dataclass
 class Datasource:
     """``datasource.*`` (ingest phase)."""
 
-    dataset_id: Any = None  # URI of the input, used when input_dir is not given
+    dataset_id: Any = None  # URI of the input, used when input_dir is not given; implies a datapool state
     process_all: bool = False  # False: only samples not seen by an earlier run (datapool)
     enable_datapool_update: bool = True  # add the selected samples to the datapool
     use_frame_count_metadata: bool = False  # videos: frame count from container metadata
+    use_redirected_read_url: Any = None  # platform plumbing (signed URLs); warning
+    bypass_verify: Any = None  # platform plumbing (access check); warning
+    input_expiration: InputExpiration = field(default_factory=InputExpiration)  # platform plumbing; warning
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,12 +232,55 @@ class Datasource:
 
 
 @dataclass
+class Worker:
+    """``worker.*``: the Lightly Worker's registration (its docs from 2022-04-25 on)."""
+
+    worker_id: Any = None  # the same as the top-level worker_id (Lightly renamed it); sets it
+    force_start: Any = None  # platform plumbing; warning
+
+
+@dataclass
+class Crops:
+    """``crops.*`` (Worker config v4): upload object crops to the platform (warning)."""
+
+    enable_upload: Any = None
+    enable_upload_for_tasks: Any = None
+
+
+@dataclass
+class Training:
+    """``training.*`` (Worker config v3/v4)."""
+
+    task_name: Any = None  # train on the crops of a prediction task; warning (kurate trains on images)
+
+
+@dataclass
 class RunKeys:
     """Read by the ``kurate`` command itself (orchestration, never by a pipeline task)."""
 
     token: str = ""  # bearer token for a remote KFP API; also env LIGHTLY_TOKEN; never printed or stored
-    worker_id: str = ""  # recorded in run metadata; run label when submitting
+    worker_id: str = ""  # recorded in run metadata; run label when submitting; also env LIGHTLY_WORKER_ID
     sanity_check: bool = False  # run a tiny built-in sample through every phase and exit 0
+    worker: Worker = field(default_factory=Worker)
+    use_datapool: Any = None  # Worker v3/v4: False = datasource.dataset_id keeps no datapool state
+
+
+@dataclass
+class PlatformKeys:
+    """Lightly platform / Worker plumbing (config models v2-v4): accepted, one warning line each.
+
+    Read by no phase (so they never rerun a task); :mod:`kurate.config.lightly_keys` says why each does
+    nothing here. ``None`` = not given.
+    """
+
+    pretagging_upload: Any = None  # upload the predictions to the platform
+    shutdown_when_job_finished: Any = None  # kurate always exits when the run ends
+    num_processes: Any = None  # worker tuning
+    num_threads: Any = None  # worker tuning
+    checkpoint_run_id: Any = None  # a platform run whose checkpoint to use; pass checkpoint= instead
+    cache_size: Any = None  # the worker's download cache
+    crops: Crops = field(default_factory=Crops)
+    training: Training = field(default_factory=Training)
 
 
 @dataclass
@@ -273,6 +371,7 @@ class ReportKeys:
 
 @dataclass
 class KurateConfig(
+    PlatformKeys,
     ReportKeys,
     ExportKeys,
     DatapoolKeys,
@@ -299,4 +398,5 @@ PHASE_KEYS: dict[str, type] = {
     "datapool": DatapoolKeys,
     "export": ExportKeys,
     "report": ReportKeys,
+    "platform": PlatformKeys,  # read by no task: Lightly platform plumbing, warned about at start
 }

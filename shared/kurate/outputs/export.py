@@ -210,7 +210,16 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
 
     frames = _frame_locations(inputs.files)
     dump_failed: list[str] = []
-    if config.get("dump_dataset", False):
+    notes: list[str] = []
+    if _upload_without_datapool(config):
+        # Lightly uploaded the selection to its platform; here it goes where dump_dataset puts it.
+        note = (
+            "upload_dataset=True without a datapool to upload to: the selected samples are copied to "
+            f"{storage.join(ddir, 'sampled')} (as dump_dataset does)"
+        )
+        log.warning(note)
+        notes.append(note)
+    if config.get("dump_dataset", False) or _upload_without_datapool(config):
         dump_failed = dump_samples(
             inputs.files.root,
             sampled,
@@ -266,7 +275,9 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
         **({"videos": videos_report} if videos_report else {}),
         **({"datapool": pool_report} if pool_report else {}),
-        "warnings": list(sel_extra.get("warnings", [])) + [f"could not dump {n}" for n in dump_failed],
+        "warnings": list(sel_extra.get("warnings", []))
+        + notes
+        + [f"could not dump {n}" for n in dump_failed],
         "phase_durations_s": {k: v.get("duration_s") for k, v in inputs.phases.items()},
         "worker_id": config.get("worker_id", ""),
     }
@@ -276,6 +287,14 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     storage.write_text(storage.join(run_dir, REPORT_JSON), json.dumps(report, indent=2, default=str))
     log.info("wrote outputs to %s", run_dir)
     return report
+
+
+def _upload_without_datapool(config: dict[str, Any]) -> bool:
+    """``upload_dataset`` with no datapool that takes the samples (none, or left untouched)."""
+    if not config.get("upload_dataset"):
+        return False
+    dp = config.get("datapool") or {}
+    return not dp.get("location") or not dp.get("enable_update", True)
 
 
 def update_datapool(

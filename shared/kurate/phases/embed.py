@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kurate.errors import KurateError
+from kurate.errors import ConfigError, KurateError
 from kurate.io import embeddings_io, filelist, sharding
 from kurate.io.timing import timed
 from kurate.media import image
@@ -70,6 +70,16 @@ def _compute(
     pre_trained = bool(lc.get("pre_trained", True))
     seed = int(lc.get("seed", 1))
     weights_id = embedding.weights_identity(cfg, checkpoint, pre_trained, seed)
+    expected = config.get("expected_weights") or {}
+    if expected and expected.get("weights_id") != weights_id:
+        # Before embedding anything: the datapool's embeddings came from other weights (its model
+        # recorded no checkpoint file: a local model-zoo file or a random initialisation).
+        raise ConfigError(
+            "checkpoint",
+            f"datapool {expected.get('datapool')} was built with weights {expected.get('weights_id')}, but "
+            f"this run would embed with {weights_id}; give the checkpoint it was built with, or use "
+            "another datapool",
+        )
     hashes = files.columns.get("sha256") or [""] * len(files)
     cache = None
     hits: dict[str, np.ndarray] = {}

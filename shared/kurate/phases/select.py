@@ -49,8 +49,6 @@ def run_select(
         raise ConfigError("stopping_condition.n_samples", str(exc)) from None
     min_distance = float(sc.get("min_distance", -1))
     min_d = None if min_distance == -1 else min_distance
-    if n_samples is None and min_d is None:
-        raise ConfigError("stopping_condition", "set n_samples and/or min_distance")
     normalized = bool(config.get("normalize_embeddings", True))
     emb = selection.normalize(x) if normalized else x
     if pool is not None and normalized:
@@ -89,10 +87,19 @@ def run_select(
     weights = scores.weights
     if weights is not None and length > 1:  # a block weighs the mean score of its frames
         weights = np.array([float(np.mean(scores.weights[rows])) for rows in blocks.rows])  # type: ignore[index]
-    method = str(config.get("method", "coreset"))
+    method = str(config.get("method", "coreset")).lower()
     seed = int(config.get("seed", 1))
     device = "cpu"
-    if method == "coreset":
+    if n_points is None and min_d is None:
+        # Lightly's defaults (both -1): a complete run that selects every valid sample, as Lightly's docs
+        # show (`token=...` alone). No greedy order is computed; the log and the report say so.
+        log.info("no stopping condition (n_samples and min_distance are -1): every valid sample is selected")
+        result = selection.SelectionResult(
+            indices=np.arange(len(points), dtype=np.int64),
+            pick_distances=np.full(len(points), np.nan),
+            stop_reason="no stopping condition",
+        )
+    elif method == "coreset":
         device = _coreset_device(points)
         result = selection.coreset_with_info(
             points,

@@ -29,6 +29,7 @@ succeeds. ``keep_history=False`` removes the previous state folder after a succe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import posixpath
@@ -83,6 +84,26 @@ def location(output_dir: str, name: Any, dataset_id: Any) -> str:
     if name not in (None, ""):
         return storage.join(output_dir, "datapool", str(name))
     return ""
+
+
+def datasource_pool_name(source: str) -> str:
+    """The datapool name a datasource implies (datasource mode): its last path part and a hash of its URI.
+
+    One datasource, one state, wherever the same URI is run from; another datasource never shares it.
+    """
+    base = _safe(source.rstrip("/").rsplit("/", 1)[-1])[:40]
+    return f"datasource-{base}-{hashlib.sha256(source.rstrip('/').encode()).hexdigest()[:10]}"
+
+
+def read_model(loc: str) -> dict[str, Any] | None:
+    """The datapool's ``model/model.json`` (the model its embeddings come from), or None before a commit."""
+    try:
+        info = json.loads(storage.read_text(storage.join(loc, MODEL_DIR, MODEL_JSON)))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise DatapoolError(f"datapool {loc}: {MODEL_DIR}/{MODEL_JSON} is not valid JSON ({exc})") from exc
+    return info if isinstance(info, dict) else None
 
 
 def latest_version(loc: str) -> int:

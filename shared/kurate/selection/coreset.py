@@ -28,7 +28,7 @@ __all__ = [
     "select_device",
 ]
 
-StopReason = Literal["n_samples", "min_distance", "exhausted"]
+StopReason = Literal["n_samples", "min_distance", "exhausted", "no stopping condition"]
 
 # Block sizes for distances to many points at once (preselected set): the scratch matrix is
 # _ROW_BLOCK × _COL_BLOCK float32 (8 MiB), independent of N and of the number of points.
@@ -49,7 +49,8 @@ class SelectionResult:
         (preselected included). The first pick with nothing preselected has no set before it: inf.
         Random selection without ``min_distance`` does not compute distances: all NaN.
     stop_reason: "n_samples" (the requested count was reached), "min_distance" (no remaining point
-        is at least ``min_distance`` from the selected set) or "exhausted" (every point is selected).
+        is at least ``min_distance`` from the selected set), "exhausted" (every point is selected) or
+        "no stopping condition" (neither was set: every point is selected, in input order, no distances).
     """
 
     indices: np.ndarray

@@ -150,7 +150,7 @@ def test_phase_config_hands_only_own_keys():
         ("lightly.trainer.devices=4", "lightly.trainer.devices", "multi-GPU"),
         ("lightly.trainer.accelerator=tpu", "lightly.trainer.accelerator", "auto, gpu, cuda, cpu"),
         ("lightly.trainer.precision=8", "lightly.trainer.precision", "16-mixed"),
-        ("lightly.trainer.max_epochs=0", "lightly.trainer.max_epochs", ">= 1"),
+        ("lightly.trainer.max_epochs=-1", "lightly.trainer.max_epochs", ">= 0"),
         ("lightly.optimizer.lr=0", "lightly.optimizer.lr", "> 0"),
         ("lightly.optimizer.weight_decay=-1", "lightly.optimizer.weight_decay", ">= 0"),
         ("lightly.criterion.temperature=0", "lightly.criterion.temperature", "> 0"),
@@ -190,10 +190,10 @@ def test_wrong_types_are_rejected(override):
     assert err.value.key == override.split("=")[0]
 
 
-def test_no_stopping_condition_is_an_error():
-    with pytest.raises(ConfigError) as err:
-        load.compose_config([])
-    assert err.value.key == "stopping_condition"
+def test_no_stopping_condition_is_a_complete_run():
+    """Lightly's defaults (both conditions -1) are valid: the select phase then takes every clean sample."""
+    cfg = load.compose_config([])
+    assert cfg.stopping_condition.n_samples == -1 and cfg.stopping_condition.min_distance == -1
 
 
 def test_sequence_length_with_checks_on_says_which_keys_to_turn_off():
@@ -248,16 +248,15 @@ def test_datapool_keys_are_accepted(overrides):
 
 
 @pytest.mark.parametrize(
-    "overrides, allowed",
+    "overrides",
     [
-        (["upload_dataset=True"], "needs a datapool"),
-        (["datapool.name=p", "upload_dataset=True", "datasource.enable_datapool_update=False"], "untouched"),
+        ["upload_dataset=True"],
+        ["datapool.name=p", "upload_dataset=True", "datasource.enable_datapool_update=False"],
     ],
 )
-def test_upload_dataset_needs_an_updatable_datapool(overrides, allowed):
-    with pytest.raises(ConfigError) as err:
-        load.compose_config([*OK, *overrides])
-    assert err.value.key == "upload_dataset" and allowed in str(err.value)
+def test_upload_dataset_without_an_updatable_datapool_is_accepted(overrides):
+    """Lightly uploaded to its platform; here the selection goes to data/sampled/ with a warning."""
+    assert load.compose_config([*OK, *overrides]).upload_dataset is True
 
 
 @pytest.mark.parametrize(

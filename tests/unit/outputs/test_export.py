@@ -120,3 +120,31 @@ def test_dumped_names_and_collisions(tmp_path):
 
 def test_labels_follow_top_level_folders():
     assert embeddings_io.labels_for(["b/x.png", "a/y.png", "a/z/w.png", "root.png"]) == [1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "datapool",
+    [None, {"location": "POOL", "version": 0, "enable_update": False, "upload_dataset": True}],
+)
+def test_upload_dataset_without_a_datapool_copies_the_selection_to_data_sampled(tmp_path, datapool, caplog):
+    """Lightly uploaded the selection to its platform; with no datapool to take it (none, or one left
+    untouched) it goes where dump_dataset puts it, and a warning says where. Never an error."""
+    (tmp_path / "in").mkdir()
+    config: dict = {"upload_dataset": True}
+    if datapool:
+        config["datapool"] = {**datapool, "location": str(tmp_path / "pool")}
+    with caplog.at_level("WARNING"):
+        report = export.export_run(str(tmp_path / "run"), _inputs(tmp_path / "in"), config)
+    sampled = sorted(p.name for p in (tmp_path / "run" / "data" / "sampled").iterdir())
+    assert sampled == ["a.png", "c.png"]
+    where = str(tmp_path / "run" / "data" / "sampled")
+    assert any("upload_dataset" in w and where in w for w in report["warnings"])
+    assert any(where in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "pool" / "samples").exists()
+
+
+def test_upload_dataset_off_writes_no_samples(tmp_path):
+    (tmp_path / "in").mkdir()
+    report = export.export_run(str(tmp_path / "run"), _inputs(tmp_path / "in"), {})
+    assert not (tmp_path / "run" / "data" / "sampled").exists()
+    assert not any("upload_dataset" in w for w in report["warnings"])
