@@ -5,10 +5,16 @@
 - ``s3`` / ``gcs``: per-test helpers that point kurate at those servers (``AWS_ENDPOINT_URL`` /
   ``STORAGE_EMULATOR_HOST`` set with monkeypatch, only in the tests that use them) and make fresh
   buckets.
-- :class:`FaultProxy`: a small threaded HTTP proxy in front of either server that answers 500/503,
-  drops the connection or truncates the body for a deterministic pattern of requests.
+- :class:`FaultProxy`: a small threaded HTTP proxy in front of either server that answers 500/503/403,
+  drops the connection, truncates the body, hangs, delays or swaps single objects for a deterministic
+  pattern of requests.
+- :class:`HungEndpoint`: accepts connections and reads requests but never answers (a dead endpoint).
 - ``moto_auth``: a separate moto process with IAM enforcement on, for access-denied tests (moto's
   auth switch is process-global, so it must not share a process with ``s3_server``).
+
+Both servers keep object names exactly, as S3 and GCS do (``a//b``, ``/a``, ``a/../b`` and ``a/b`` are
+four objects): gcp-storage-emulator's in-memory store would otherwise normalise names (see
+:func:`_exact_names`).
 
 Dummy credentials, ``AWS_EC2_METADATA_DISABLED`` and ``NO_GCE_CHECK`` come from ``tests/conftest.py``.
 """
@@ -66,16 +72,80 @@ def s3_server() -> Iterator[str]:
 
 
 class _LockedHandler:
-    """The emulator's handler behind one lock: its storage is not thread-safe, its server not threaded."""
+    """The emulator's handler behind one lock: its storage is not thread-safe, its server not threaded.
+
+    Under that lock it also honours ``ifGenerationMatch=0`` on uploads (the emulator ignores it): an
+    upload of a name that exists is answered 412, as GCS does, so conditional creates can be raced
+    against it. Only the "does not exist yet" precondition kurate uses is implemented.
+    """
 
     lock = threading.Lock()
+    _handler: Any = None
 
     @classmethod
     def make(cls, storage: Any, *args: Any) -> None:
-        from gcp_storage_emulator.server import RequestHandler
-
         with cls.lock:
-            RequestHandler(storage, *args)
+            cls._handler_class()(storage, *args)
+
+    @classmethod
+    def _handler_class(cls) -> Any:
+        if cls._handler is None:
+            from gcp_storage_emulator.server import RequestHandler
+
+            class Handler(RequestHandler):  # type: ignore[misc]
+                def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                    if _upload_exists(self):
+                        body = json.dumps(
+                            {"error": {"code": 412, "message": "At least one of the pre-conditions "
+                                       "you specified did not hold."}}
+                        ).encode()  # fmt: skip
+                        self.send_response(412)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                    super().do_POST()
+
+            cls._handler = Handler
+        return cls._handler
+
+
+def _upload_exists(handler: Any) -> bool:
+    """For an upload with ``ifGenerationMatch=0``: whether its object exists (the body is put back)."""
+    import io
+    import re
+    from email.parser import BytesParser
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(handler.path)
+    query = parse_qs(parts.query)
+    bucket = re.search(r"/b/([^/]+)/o$", parts.path)
+    if query.get("ifGenerationMatch") != ["0"] or bucket is None:
+        return False
+    body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    handler.rfile = io.BytesIO(body)  # the emulator reads the request from here
+    name = (query.get("name") or [""])[0]
+    ctype = handler.headers.get("Content-Type", "")
+    if not name and ctype.startswith("multipart/"):  # metadata part first, then the bytes
+        message = BytesParser().parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+        first = message.get_payload()[0].get_payload(decode=True)
+        name = json.loads(first).get("name", "")
+    elif not name and body:  # resumable upload: the metadata is the body
+        name = json.loads(body).get("name", "")
+    return bool(name) and name in handler.storage.objects.get(bucket.group(1), {})
+
+
+def _exact_names(storage: Any) -> None:
+    """Make the emulator's in-memory store keep object names exactly, as GCS does.
+
+    gcp-storage-emulator keeps each object's metadata under its exact name but its bytes under a
+    normalised path (``//`` collapsed, a leading ``/`` dropped, ``..`` refused with a 500), so
+    ``a//b`` and ``a/b`` would share bytes and ``a/../b`` could not be stored at all. On GCS they
+    are distinct objects; the tests of hostile keys need the store to be as faithful as S3 (moto).
+    """
+    storage._object_path = lambda bucket_name, file_name: f"{bucket_name}/{file_name}"
+    storage._store._norm = lambda path: path
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +159,7 @@ def gcs_server() -> Iterator[str]:
 
     logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
     emu = create_server("127.0.0.1", 0, in_memory=True)
+    _exact_names(emu._storage)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_LockedHandler.make, emu._storage))
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -325,14 +396,22 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self._body()
         n = self.proxy._next()
         kind = self.proxy.rule(n, self.command, self.path) if self.proxy.rule else None
-        if kind is not None:
+        kind, _, arg = (kind or "").partition(":")
+        if kind:
             self.proxy.faults[kind] += 1
         if kind == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if kind == "hang":  # the request was read; no answer ever comes (until the proxy stops)
+            self.proxy._stopping.wait()
+            self.close_connection = True
+            return
         if kind in ("500", "503", "429", "403"):
             self._error(int(kind))
+            return
+        if kind == "delay" and self.proxy._stopping.wait(float(arg)):
+            self.close_connection = True
             return
         if self.proxy.paginate and self.command == "GET" and self._gcs_list_page():
             return
@@ -343,7 +422,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         }
         if body or self.command in ("PUT", "POST", "PATCH"):
             headers["Content-Length"] = str(len(body))
-        conn.request(self.command, self.path, body=body, headers=headers)
+        path = arg if kind == "swap" else self.path  # another object's answer in this one's place
+        conn.request(self.command, path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
@@ -378,8 +458,12 @@ class FaultProxy:
     Kinds: ``"500"``/``"503"``/``"429"``/``"403"`` (an error response in the upstream's format,
     ``flavor`` "s3" XML or "gcs" JSON, without forwarding), ``"drop"`` (the connection is closed
     without any answer), ``"truncate"`` (the request is forwarded, the answer announces its full
-    length and then stops halfway) and ``"lost"`` (the request is forwarded and done upstream, then
-    the connection is closed without an answer). ``faults`` counts what was injected, ``requests`` everything.
+    length and then stops halfway), ``"lost"`` (the request is forwarded and done upstream, then
+    the connection is closed without an answer), ``"hang"`` (the request is read and never answered:
+    a hung endpoint), ``"delay:<seconds>"`` (forwarded after that long: a slow but alive object) and
+    ``"swap:<path>"`` (the upstream's answer for another request path is sent instead: an object
+    changed under its name). ``faults`` counts what was injected (by kind, without its argument),
+    ``requests`` everything.
 
     ``paginate`` (GCS only): gcp-storage-emulator ignores ``maxResults``/``pageToken`` and returns
     every name at once; with this the proxy serves the emulator's listing in pages of
@@ -400,6 +484,7 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         self.requests = 0
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         handler = type("Handler", (_ProxyHandler,), {"proxy": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
@@ -419,8 +504,51 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stopping.set()  # releases hung and delayed requests
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class HungEndpoint:
+    """A TCP endpoint on 127.0.0.1 that accepts connections, reads what comes and never answers.
+
+    What a client meets when a store (or a proxy in front of it) hangs: the connection succeeds,
+    so only a read timeout can end the wait. ``connections`` counts the connections accepted.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self._stopping = threading.Event()
+        self._open: list[socket.socket] = []
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # timeout: look at the stop flag again
+                continue
+            self.connections += 1
+            self._open.append(conn)
+
+    def __enter__(self) -> HungEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stopping.set()
+        self._thread.join()
+        for conn in self._open:
+            conn.close()
+        self._sock.close()
 
 
 # --------------------------------------------------------------------------- moto with IAM enforced
@@ -428,12 +556,17 @@ class FaultProxy:
 
 @dataclass
 class MotoAuth:
-    """A moto process that enforces IAM: ``reader`` may read ``allowed`` only; ``denied`` exists."""
+    """A moto process that enforces IAM.
+
+    ``reader`` may list, read and write ``allowed``, list and read (not write) ``readonly``, and
+    nothing in ``denied``; all three buckets exist and hold ``data/a.png``.
+    """
 
     endpoint: str
     allowed: str
     denied: str
     reader_key: tuple[str, str]
+    readonly: str = ""
 
 
 @pytest.fixture(scope="session")
@@ -465,7 +598,8 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
         kw = {"endpoint_url": endpoint, "region_name": "us-east-1"}
         admin = boto3.client("s3", **kw)
         allowed, denied = new_bucket_name("allowed"), new_bucket_name("denied")
-        for b in (allowed, denied):
+        readonly = new_bucket_name("readonly")
+        for b in (allowed, denied, readonly):
             admin.create_bucket(Bucket=b)
             admin.put_object(Bucket=b, Key="data/a.png", Body=b"x")
         iam = boto3.client("iam", **kw)
@@ -477,13 +611,18 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
                     "Effect": "Allow",
                     "Action": ["s3:ListBucket", "s3:GetObject", "s3:PutObject"],
                     "Resource": [f"arn:aws:s3:::{allowed}", f"arn:aws:s3:::{allowed}/*"],
-                }
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{readonly}", f"arn:aws:s3:::{readonly}/*"],
+                },
             ],
         }
         iam.put_user_policy(UserName="reader", PolicyName="read-allowed", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="reader")["AccessKey"]
         requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
-        yield MotoAuth(endpoint, allowed, denied, (key["AccessKeyId"], key["SecretAccessKey"]))
+        yield MotoAuth(endpoint, allowed, denied, (key["AccessKeyId"], key["SecretAccessKey"]), readonly)
     finally:
         proc.terminate()
         try:

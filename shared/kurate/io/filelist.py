@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kurate.errors import KurateError
 from kurate.io import storage
+from kurate.io.names import inside
 
 FORMAT = "kurate.filelist/1"
 
@@ -108,7 +108,9 @@ def read(path: str) -> FileList:
 
 
 def sample_uri(root: str, name: str) -> str:
-    """The full location of sample ``name`` under ``root``."""
-    if storage.is_remote(root):
-        return storage.join(root, name)
-    return os.path.join(root, *name.split("/"))
+    """The full location of sample ``name`` under ``root``, exactly (the name is untrusted input).
+
+    :class:`~kurate.io.names.UnsafeNameError` for a name that is not a clean relative path: such a
+    sample is never read (the check phase lists it as corrupt).
+    """
+    return inside(root, name)

@@ -25,6 +25,7 @@ from typing import Any
 
 from kurate.errors import KurateError
 from kurate.io import storage
+from kurate.io.names import UnsafeNameError, inside
 
 FORMAT = "kurate.predictions/1"
 TASK_TYPE = "object-detection"
@@ -215,17 +216,25 @@ def lightly_task_dir(folder: str, task_name: str = "") -> str:
             if task_name:
                 if task_name not in tasks:
                     raise BadPredictions(f"{tasks_file}: no task {task_name!r} (tasks: {', '.join(tasks)})")
-                return storage.join(cand, task_name)
-            detection = [t for t in tasks if _task_type(storage.join(cand, t)) == TASK_TYPE]
+                return _task_folder(cand, task_name, tasks_file)
+            detection = [t for t in tasks if _task_type(_task_folder(cand, t, tasks_file)) == TASK_TYPE]
             if len(detection) != 1:
                 raise BadPredictions(
                     f"{tasks_file}: {len(detection)} object-detection task(s) ({', '.join(detection)}); "
                     "name one with task_name"
                 )
-            return storage.join(cand, detection[0])
-    if task_name and storage.is_folder(storage.join(folder, task_name)):
-        return storage.join(folder, task_name)
+            return _task_folder(cand, detection[0], tasks_file)
+    if task_name and storage.is_folder(_task_folder(folder, task_name, "task_name")):
+        return _task_folder(folder, task_name, "task_name")
     raise BadPredictions(f"{folder}: neither a Lightly task folder (schema.json) nor a predictions folder")
+
+
+def _task_folder(folder: str, task: str, source: str) -> str:
+    """``folder/task``; a task name that would leave ``folder`` is a bad predictions folder."""
+    try:
+        return inside(folder, task)
+    except UnsafeNameError as exc:
+        raise BadPredictions(f"{source}: task {task!r}: {exc.reason}") from None
 
 
 def _task_type(task_dir: str) -> str:
@@ -250,7 +259,7 @@ def read_schema(task_dir: str) -> list[dict[str, Any]]:
 def lightly_file_for(task_dir: str, name: str) -> str:
     """Lightly's prediction file of sample ``name``: its path with ``.json`` for the extension."""
     base = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
-    return storage.join(task_dir, f"{base}.json")
+    return inside(task_dir, f"{base}.json")
 
 
 def read_single_file(path: str) -> tuple[list[dict[str, Any]], dict[str, list[Prediction]], list[list[str]]]:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from kurate.errors import CorruptFileError
 from kurate.io import storage
 from kurate.io.filelist import FileList, sample_uri
+from kurate.io.names import unsafe_reason
 from kurate.media import image
 
 log = logging.getLogger("kurate.check")
@@ -188,7 +189,9 @@ def check_files(
     - ``workers``: processes to use; ``-1`` (or any value < 1) means all available cores; ``1``
       runs in this process (debugging, tests).
 
-    A name listed twice in ``files`` is checked once and appears once in the result.
+    A name listed twice in ``files`` is checked once and appears once in the result. A name that is
+    not a clean relative path (:func:`kurate.io.names.unsafe_reason`: object keys are untrusted) is
+    corrupt with that reason and never read.
 
     Video frames (rows with a ``video`` column) are checked one video per task by
     :func:`kurate.media.video.check_video`: each frame decoded once, scored against
@@ -207,9 +210,13 @@ def check_files(
     frame_col = files.columns.get("frame") or [""] * len(files.names)
     image_pos: list[int] = []
     videos: dict[str, list[int]] = {}
+    outcomes: list[_Outcome] = [("", "")] * n
     for i, name in enumerate(names):
         v = video_col[first_row[name]]
-        if v:
+        unsafe = unsafe_reason(v or name)
+        if unsafe:  # never read: the name would not stay inside the input folder (kurate.io.names)
+            outcomes[i] = ("", unsafe)
+        elif v:
             videos.setdefault(v, []).append(i)
         else:
             image_pos.append(i)
@@ -233,7 +240,6 @@ def check_files(
         tasks.append((_video_task, (args,), pos, len(pos)))
     workers = max(1, min(workers, len(tasks)))
 
-    outcomes: list[_Outcome] = [("", "")] * n
     held: dict[str, int] = {}
     bar = _Bar(
         total=n, desc="check", unit="sample", file=sys.stderr, disable=not progress, dynamic_ncols=True
@@ -250,6 +256,7 @@ def check_files(
         bar.update(weight)
 
     with bar:
+        bar.update(n - sum(len(t[2]) for t in tasks))  # the unsafe names: decided without reading
         _run_tasks(tasks, workers, on_result)
     mismatches = decoded_mismatches(video_info, held)
 

@@ -29,6 +29,7 @@ from typing import Any
 from kurate.errors import ConfigError
 from kurate.io import filelist, storage
 from kurate.io import predictions as preds_io
+from kurate.io.names import UnsafeNameError, inside
 
 log = logging.getLogger("kurate.models.pretag")
 
@@ -219,9 +220,14 @@ class DebugWriter:
         """Draw and save the debug image of sample ``row``."""
         if not self.wants(row) or img is None:
             return
+        try:
+            target = inside(self.out_dir, self.targets[row])  # never outside out_dir
+        except UnsafeNameError as exc:
+            log.warning("no debug image for %r: %s", self.targets[row], exc.reason)
+            return
         buf = io.BytesIO()
         draw_boxes(img, preds, self.names).save(buf, format="JPEG", quality=90)
-        storage.write_bytes(storage.join(self.out_dir, self.targets[row]), buf.getvalue())
+        storage.write_bytes(target, buf.getvalue())
         self.written += 1
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from kurate import __version__
 from kurate.errors import CorruptFileError, KurateError
 from kurate.io import embeddings_io, filelist, storage
+from kurate.io.names import UnsafeNameError, inside
 from kurate.media import formats, image
 from kurate.outputs import report as run_report
 from kurate.outputs.inputs import RunInputs
@@ -109,18 +110,17 @@ def dump_samples(
     def save(img: Any, target: str) -> None:
         buf = io.BytesIO()
         _resize(img, size).save(buf, format=PIL_FORMAT[fmt])
-        storage.write_bytes(storage.join(out_dir, target), buf.getvalue())
+        storage.write_bytes(inside(out_dir, target), buf.getvalue())  # never outside out_dir
 
     def one(pair: tuple[str, str]) -> str | None:
         name, target = pair
-        src = filelist.sample_uri(root, name)
-        dst = storage.join(out_dir, target)
         try:
+            src = filelist.sample_uri(root, name)
             if (size == -1 or size is None) and target == name:
-                storage.write_bytes(dst, storage.read_bytes(src))
+                storage.write_bytes(inside(out_dir, target), storage.read_bytes(src))
                 return None
             save(image.load_image(src, name), target)
-        except (CorruptFileError, FileNotFoundError) as exc:
+        except (CorruptFileError, FileNotFoundError, UnsafeNameError) as exc:
             log.warning("could not dump %s: %s", name, exc)
             return name
         return None
@@ -140,7 +140,7 @@ def dump_samples(
                     failed.append(name)
                 else:
                     save(Image.fromarray(rgb, "RGB"), target)
-        except CorruptFileError as exc:
+        except (CorruptFileError, UnsafeNameError) as exc:
             log.warning("could not dump the frames of %s: %s", vid, exc.reason)
             return [n for n, _ in wanted.values()]
         return failed
@@ -397,7 +397,7 @@ def _pretagging_outputs(
     debug_files = sorted(storage.list_files(debug_src)) if storage.exists(debug_src) else []
     for rel in debug_files:
         storage.write_bytes(
-            storage.join(pdir, "debug", rel), storage.read_bytes(storage.join(debug_src, rel))
+            inside(storage.join(pdir, "debug"), rel), storage.read_bytes(inside(debug_src, rel))
         )
     counts = pretag.class_counts(src, set(sampled))
     section: dict[str, Any] = {

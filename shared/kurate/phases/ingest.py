@@ -18,6 +18,7 @@ from typing import Any
 
 from kurate.errors import ConfigError, KurateError
 from kurate.io import filelist, storage
+from kurate.io.names import unsafe_reason
 from kurate.io.timing import timed
 from kurate.media import formats, video
 from kurate.phases import _entry
@@ -85,10 +86,22 @@ def list_input(
             len(skipped),
             [repr(s) for s in skipped[:5]],
         )
-    n_videos = sum(1 for n in names if video.is_video(n))
+    # Object keys are untrusted: a name that is not a clean relative path is listed (check reports it
+    # as corrupt with its reason) but never opened, here or anywhere (kurate.io.names).
+    unsafe = [n for n in names if unsafe_reason(n)]
+    if unsafe:
+        log.warning(
+            "%d name(s) under %s are not clean relative paths and will be reported as corrupt, never "
+            "read: %s",
+            len(unsafe),
+            input_dir,
+            [repr(n) for n in unsafe[:5]],
+        )
+    n_videos = sum(1 for n in names if video.is_video(n) and not unsafe_reason(n))
     extra: dict[str, Any] = {
         "ignored_other_extensions": other,
         "skipped_names": [repr(s) for s in skipped],
+        "unsafe_names": len(unsafe),
         "relevant_missing": missing[:100],
         "relevant_missing_count": len(missing),
     }
@@ -112,7 +125,7 @@ def _expand_videos(
     root: str, names: list[str], use_metadata: bool, extra: dict[str, Any]
 ) -> filelist.FileList:
     """Replace each video by its frames (probed in parallel threads: demuxing is mostly I/O)."""
-    vids = [n for n in names if video.is_video(n)]
+    vids = [n for n in names if video.is_video(n) and not unsafe_reason(n)]  # the others stay one row
     workers = max(1, min(len(vids), 2 * (os.cpu_count() or 1), 16))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         infos = dict(

@@ -1,10 +1,11 @@
 """kurate.io.storage against real HTTP endpoints on 127.0.0.1: moto (S3) and gcp-storage-emulator (GCS).
 
 The same contract is checked on both back-ends where the servers allow it. What a server cannot do
-is said where it matters: the GCS emulator ignores generation preconditions (conditional creates
-are checked on S3 and locally; on GCS we check that the precondition is *sent*), does not
-paginate (the fault proxy serves its listing in pages as GCS does) and has no IAM (access denied
-on GCS is a 403 answered by the proxy; on S3 it comes from moto's IAM enforcement).
+is said where it matters: the GCS emulator ignores generation preconditions (the test fixture
+answers ``ifGenerationMatch=0`` uploads of existing names with GCS's 412 in its place, see
+``tests/storage_servers.py``), does not paginate (the fault proxy serves its listing in pages as
+GCS does) and has no IAM (access denied on GCS is a 403 answered by the proxy; on S3 it comes from
+moto's IAM enforcement).
 """
 
 from __future__ import annotations
@@ -222,15 +223,15 @@ def test_s3_multipart_upload_is_complete_or_absent(s3, monkeypatch: pytest.Monke
         assert not s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # the refused one aborted
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
 def test_create_exclusive_has_exactly_one_winner(
     where: str, request: pytest.FixtureRequest, tmp_path
 ) -> None:
-    if where == "s3":
-        s3 = request.getfixturevalue("s3")
-        base = f"s3://{s3.bucket()}"
-    else:
+    if where == "local":
         base = str(tmp_path)
+    else:
+        helper = request.getfixturevalue("s3" if where == "s3" else "gcs")
+        base = f"{where}://{helper.bucket()}"
     uri = storage.join(base, "pool/entry.json")
     assert storage.create_exclusive(uri, b"first") is True
     assert storage.create_exclusive(uri, b"second") is False
@@ -245,7 +246,7 @@ def test_create_exclusive_has_exactly_one_winner(
 
 
 def test_gcs_create_exclusive_sends_the_generation_precondition(gcs, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The emulator ignores ifGenerationMatch (it would overwrite), so check the request carries it."""
+    """The request carries the precondition (the test emulator honours it only for kurate's value, 0)."""
     bucket = gcs.bucket()
     uploads: list[str] = []
     with FaultProxy(gcs.endpoint, lambda n, m, p: uploads.append(p) if m == "POST" else None, "gcs") as proxy:
@@ -260,11 +261,7 @@ def test_gcs_create_exclusive_sends_the_generation_precondition(gcs, monkeypatch
 def test_retried_exclusive_create_recognises_its_own_first_attempt(
     where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first upload lands but its answer is lost; the retry meets "exists" and must still say True.
-
-    (On GCS the emulator ignores the precondition, so there the retry simply succeeds; the S3 case
-    is the one that exercises the 412-after-a-lost-answer path.)
-    """
+    """The first upload lands but its answer is lost; the retry meets "exists" and must still say True."""
     helper = request.getfixturevalue("s3" if where == "s3" else "gcs")
     bucket = helper.bucket()
     state = {"lost": 0}
@@ -279,8 +276,7 @@ def test_retried_exclusive_create_recognises_its_own_first_attempt(
     with FaultProxy(helper.endpoint, lose_first_upload, flavor) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL" if where == "s3" else "STORAGE_EMULATOR_HOST", proxy.url)
         assert storage.create_exclusive(f"{where}://{bucket}/pool/e.json", b"mine") is True
-        if where == "s3":
-            assert storage.create_exclusive(f"{where}://{bucket}/pool/e.json", b"other") is False
+        assert storage.create_exclusive(f"{where}://{bucket}/pool/e.json", b"other") is False
     assert proxy.faults["lost"] == 1 and helper.get(bucket, "pool/e.json") == b"mine"
 
 
