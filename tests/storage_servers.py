@@ -524,11 +524,8 @@ class HungEndpoint:
         self._stopping = threading.Event()
         self._open: list[socket.socket] = []
         self.connections = 0
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
 
     def _serve(self) -> None:
         while not self._stopping.is_set():

@@ -64,9 +64,16 @@ def trains(cfg: DictConfig) -> bool:
 def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
     """Check output safety and build the per-task configs for ``cfg``.
 
-    Lightly keys that do nothing here are named first, one warning line each.
+    Lightly keys that do nothing here are named first, one warning line each. Its requests to
+    buckets are start checks (:func:`kurate.io.storage.start_checks`): small, and answered at once by
+    a live store, so a dead endpoint stops the run here within seconds.
     """
     lightly_keys.warn_inert(cfg)
+    with storage.start_checks():
+        return _make_plan(cfg, now)
+
+
+def _make_plan(cfg: DictConfig, now: float | None) -> RunPlan:
     input_dir = str(cfg.input_dir or cfg.datasource.dataset_id or "")
     if not input_dir:
         raise ConfigError("input_dir", "missing; set input_dir=<folder or URI> (or datasource.dataset_id)")

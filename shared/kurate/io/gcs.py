@@ -39,6 +39,11 @@ _CREDENTIAL_HINT = (
 )
 
 
+def _timeout() -> tuple[float, float]:
+    """(connect, read) seconds for a request made now (kurate.io.retry: the run's or the start checks')."""
+    return retry.timeouts().pair()
+
+
 def backend() -> GCSBackend:
     """The back-end for this process and credential environment (created on first use)."""
     return remote.cached(GCSBackend, _ENV_KEYS)
@@ -85,6 +90,11 @@ class GCSBackend(remote.Backend):
         client._http.mount("http://", adapter)
         return client
 
+    @property
+    def endpoint(self) -> str:
+        """The API endpoint requests go to (the emulator's or a custom one when set)."""
+        return str(self.client.api_endpoint)
+
     def _classify(self, uri: str, exc: BaseException) -> BaseException:
         """Map a library/HTTP exception to _NotFound, _PreconditionFailed, TransientError or StorageError."""
         import google.auth.exceptions as gae
@@ -112,6 +122,8 @@ class GCSBackend(remote.Backend):
             return StorageError(f"{uri}: Google credentials were refused ({exc}); {_CREDENTIAL_HINT}")
         if isinstance(exc, rqe.SSLError):
             return StorageError(f"{uri}: TLS error talking to GCS: {exc}")
+        if isinstance(exc, rqe.Timeout | ue.TimeoutError | TimeoutError):
+            return retry.TransientError(f"{type(exc).__name__}: {str(exc)[:300]}", timed_out=True)
         transient = (
             rqe.ConnectionError,
             rqe.Timeout,
@@ -147,7 +159,9 @@ class GCSBackend(remote.Backend):
         uri = f"gs://{bucket}/{key}"
         blob = self.client.bucket(bucket).blob(key)
         try:
-            return bytes(self._call(uri, "GET", lambda: blob.download_as_bytes(retry=None)))
+            return bytes(
+                self._call(uri, "GET", lambda: blob.download_as_bytes(retry=None, timeout=_timeout()))
+            )
         except _NotFound:
             raise self._missing(bucket, uri) from None
 
@@ -159,7 +173,7 @@ class GCSBackend(remote.Backend):
         def get() -> None:
             fh.seek(0)
             fh.truncate()
-            blob.download_to_file(fh, retry=None)
+            blob.download_to_file(fh, retry=None, timeout=_timeout())
             fh.flush()
 
         try:
@@ -173,7 +187,7 @@ class GCSBackend(remote.Backend):
         blob = self.client.bucket(bucket).blob(key)
 
         def head() -> bool:
-            blob.reload(retry=None, projection="noAcl")
+            blob.reload(retry=None, timeout=_timeout(), projection="noAcl")
             return True
 
         try:
@@ -186,7 +200,7 @@ class GCSBackend(remote.Backend):
         uri = f"gs://{bucket}/{key}"
         blob = self.client.bucket(bucket).blob(key)
         try:
-            self._call(uri, "DELETE", lambda: blob.delete(retry=None))
+            self._call(uri, "DELETE", lambda: blob.delete(retry=None, timeout=_timeout()))
         except _NotFound:
             pass
 
@@ -199,6 +213,7 @@ class GCSBackend(remote.Backend):
             page_size=int(page_size),
             page_token=token,
             retry=None,
+            timeout=_timeout(),
             fields="items(name),nextPageToken",
         )
         page = next(it.pages, None)
@@ -253,6 +268,7 @@ class GCSBackend(remote.Backend):
                 content_type=content_type,
                 if_generation_match=0 if if_absent else None,
                 retry=None,
+                timeout=_timeout(),
             )
 
         try:

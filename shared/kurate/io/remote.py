@@ -60,19 +60,34 @@ class Backend:
     PASSTHROUGH: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def __init__(self) -> None:
-        self._client: Any = None
+        self._clients: dict[Any, Any] = {}
         self._client_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
-        """The library client, made on first use (nothing connects at import or construction)."""
-        if self._client is None:
+        """The library client, made on first use (nothing connects at import or construction).
+
+        One per :meth:`_client_key` (a back-end whose timeouts are client settings keeps one client
+        for the run's timeouts and one for the start checks').
+        """
+        key = self._client_key()
+        client = self._clients.get(key)
+        if client is None:
             with self._client_lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
+                client = self._clients.get(key)
+                if client is None:
+                    client = self._clients[key] = self._make_client()
+        return client
+
+    def _client_key(self) -> Any:
+        return None
 
     def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go (named in errors: a dead endpoint is told by its address)."""
         raise NotImplementedError
 
     def _classify(self, uri: str, exc: BaseException) -> BaseException:
@@ -122,7 +137,7 @@ class Backend:
                     raise
                 raise mapped from exc
 
-        return retry.call(f"{self.LABEL} {what} {uri}", attempt)
+        return retry.call(f"{uri}: {self.LABEL} {what} at {self.endpoint}", attempt)
 
     def _same_content(self, bucket: str, key: str, fh: BinaryIO) -> bool:
         """Whether the stored object holds ``fh``'s bytes (a retried create whose first answer was lost)."""

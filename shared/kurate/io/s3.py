@@ -103,16 +103,25 @@ class S3Backend(remote.Backend):
         from botocore.config import Config
 
         threads = max(remote.DEFAULT_READ_THREADS, remote.read_threads())
+        timeouts = retry.timeouts()
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 1},
             max_pool_connections=2 * threads,
-            connect_timeout=10,
-            read_timeout=60,
+            connect_timeout=timeouts.connect_s,
+            read_timeout=timeouts.read_s,
         )
         try:
             return boto3.session.Session().client("s3", config=config)
         except Exception as exc:  # noqa: BLE001 - profile/region/config problems: all systemic
             raise self._systemic("s3://", exc) from exc
+
+    def _client_key(self) -> Any:
+        return retry.timeouts()  # botocore takes timeouts per client: one for the start checks
+
+    @property
+    def endpoint(self) -> str:
+        """The API endpoint requests go to (the emulator's or a custom one when set)."""
+        return str(self.client.meta.endpoint_url)
 
     def _systemic(self, uri: str, exc: BaseException) -> StorageError:
         from botocore import exceptions as be
@@ -160,6 +169,8 @@ class S3Backend(remote.Backend):
             | be.CredentialRetrievalError,
         ):
             return self._systemic(uri, exc)
+        if isinstance(exc, be.ConnectTimeoutError | be.ReadTimeoutError | ue.TimeoutError | TimeoutError):
+            return retry.TransientError(f"{type(exc).__name__}: {exc}", timed_out=True)
         transient = (
             be.ConnectionError,
             be.HTTPClientError,

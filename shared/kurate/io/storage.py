@@ -36,12 +36,26 @@ from pathlib import Path
 from typing import IO, Any
 
 from kurate.errors import StorageError
-from kurate.io import remote
+from kurate.io import remote, retry
 
 REMOTE_SCHEMES = ("s3://", "gs://")
 
 #: In-memory size of a remote write before it spills to a temporary file.
 _SPOOL_BYTES = 32 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- start checks
+
+
+@contextmanager
+def start_checks() -> Iterator[float]:
+    """Bucket requests made inside get the short start budget (:func:`kurate.io.retry.start_checks`).
+
+    For the checks before anything runs (input there? output writable?): a dead or hung endpoint
+    fails them in ``KURATE_STORAGE_START_TIMEOUT_S`` (20 s) instead of minutes of retries.
+    """
+    with retry.start_checks() as budget:
+        yield budget
 
 
 # --------------------------------------------------------------------------- URIs
