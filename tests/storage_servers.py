@@ -555,7 +555,7 @@ class HungEndpoint:
 class MotoAuth:
     """A moto process that enforces IAM.
 
-    ``reader`` may list, read and write ``allowed``, list and read (not write) ``readonly``, and
+    ``reader`` may list, read, write and delete in ``allowed``, list and read (not write) ``readonly``, and
     nothing in ``denied``; all three buckets exist and hold ``data/a.png``.
     """
 
@@ -606,7 +606,7 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Action": ["s3:ListBucket", "s3:GetObject", "s3:PutObject"],
+                    "Action": ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                     "Resource": [f"arn:aws:s3:::{allowed}", f"arn:aws:s3:::{allowed}/*"],
                 },
                 {

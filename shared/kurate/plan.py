@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kurate.config import lightly_keys
 from kurate.config.load import phase_config, redacted, to_yaml
-from kurate.errors import ConfigError, OutputExistsError
+from kurate.errors import ConfigError, OutputExistsError, StorageError
 from kurate.io import storage
 from kurate.models import pretag
 from kurate.outputs import export
@@ -136,7 +136,42 @@ def _make_plan(cfg: DictConfig, now: float | None) -> RunPlan:
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
+    _probe_outputs(cfg, run_dir, tasks)
     return RunPlan(run_dir=run_dir, work_dir=work_dir, task_configs=tasks, resumed=resumed)
+
+
+def _probe_outputs(cfg: DictConfig, run_dir: str, tasks: dict[str, dict[str, Any]]) -> None:
+    """Create and delete a small file in every location the run will write, before anything runs.
+
+    The run folder, the embedding cache, the datapool and training's checkpoint folder: a location
+    that can be read but not written (a read-only folder or bucket, ``/dev/null``) stops the run
+    here with one line naming it (exit 2), not hours later inside a phase.
+    """
+    pool_key = "datapool.dataset_id" if cfg.datapool.dataset_id else "datapool.name"
+    pool = str((tasks["export"].get("datapool") or {}).get("location") or "")
+    cache = str(tasks["embed"]["embedding_cache"])
+    where = [
+        ("output_dir", run_dir),
+        (pool_key if pool and storage.is_inside(cache, pool) else "output_dir", cache),
+    ]
+    if pool:
+        where.append((pool_key, pool))
+    if cfg.enable_training:
+        dirpath = cfg.lightly.checkpoint_callback.dirpath
+        key = "lightly.checkpoint_callback.dirpath" if dirpath else "output_dir"
+        where.append((key, str(tasks["train"]["checkpoint_dir"])))
+    probed: set[str] = set()
+    for key, uri in where:
+        if uri in probed:
+            continue
+        probed.add(uri)
+        try:
+            storage.probe_writable(uri)
+        except OSError as exc:
+            raise ConfigError(key, f"{uri}: not writable ({exc.strerror or exc})") from exc
+        except StorageError as exc:
+            cause = str(exc).split(f"{storage.PROBE_PREFIX}", 1)[-1].split(": ", 1)[-1]
+            raise ConfigError(key, f"{uri}: not writable ({cause})") from exc
 
 
 def _train_task(cfg: DictConfig, run_dir: str, rel: Any) -> dict[str, Any]:

@@ -25,9 +25,11 @@ from __future__ import annotations
 import errno
 import functools
 import io
+import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +39,8 @@ from typing import IO, Any
 
 from kurate.errors import StorageError
 from kurate.io import remote, retry
+
+log = logging.getLogger("kurate.io.storage")
 
 REMOTE_SCHEMES = ("s3://", "gs://")
 
@@ -394,6 +398,34 @@ def create_exclusive(uri: str, data: bytes) -> bool:
         return True
     finally:
         os.unlink(tmp)
+
+
+#: Name prefix of :func:`probe_writable`'s short-lived file.
+PROBE_PREFIX = ".kurate-probe-"
+
+
+def probe_writable(uri: str) -> None:
+    """Prove that files can be created (and deleted) in folder ``uri``: create a small one, delete it.
+
+    Creates the folder if missing. Raises what writing there raises: :class:`OSError` locally (not a
+    folder, permission denied, read-only file system), :class:`StorageError` in a bucket (access
+    denied, no such bucket). A bucket that lets us write but not delete gets a warning naming the
+    object left behind (kurate deletes only what it no longer needs, so that is no reason to stop).
+    """
+    name = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    if is_remote(uri):
+        be, bucket, key = _remote(uri)
+        probe = _folder_prefix(key) + name
+        be.write(bucket, probe, io.BytesIO(b"kurate"), 6, if_absent=True)
+        try:
+            be.delete(bucket, probe)
+        except StorageError as exc:
+            log.warning("could not delete the write probe %s: %s", join(uri, name), exc)
+        return
+    os.makedirs(uri, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=name, dir=uri)
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def remove_tree(uri: str) -> None:
