@@ -44,6 +44,25 @@ def _timeout() -> tuple[float, float]:
     return retry.timeouts().pair()
 
 
+def _credentials_error(uri: str, exc: BaseException) -> StorageError:
+    """What is wrong with the application default credentials, said plainly.
+
+    A key file named by ``GOOGLE_APPLICATION_CREDENTIALS`` that is missing or malformed is said to be
+    so, instead of "no credentials found".
+    """
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")
+    if not path:
+        return StorageError(f"{uri}: no Google credentials found ({exc}); {_CREDENTIAL_HINT}")
+    if not os.path.exists(path):
+        return StorageError(f"{uri}: GOOGLE_APPLICATION_CREDENTIALS={path}: no such file; {_CREDENTIAL_HINT}")
+    why = ": ".join(str(a) for a in getattr(exc, "args", ()) if str(a)) or str(exc)
+    return StorageError(
+        f"{uri}: GOOGLE_APPLICATION_CREDENTIALS={path}: not a usable service-account key file "
+        f"({why.splitlines()[0] if why else type(exc).__name__}); create a new key (JSON) or use "
+        f"workload identity"
+    )
+
+
 def backend() -> GCSBackend:
     """The back-end for this process and credential environment (created on first use)."""
     return remote.cached(GCSBackend, _ENV_KEYS)
@@ -78,7 +97,7 @@ class GCSBackend(remote.Backend):
         try:
             client = gcs.Client(project=project) if project else gcs.Client()
         except gae.DefaultCredentialsError as exc:
-            raise StorageError(f"gs://: no Google credentials found ({exc}); {_CREDENTIAL_HINT}") from exc
+            raise _credentials_error("gs://", exc) from exc
         except Exception as exc:  # noqa: BLE001 - any failure to build the client is systemic
             raise StorageError(
                 f"gs://: cannot create the storage client: {type(exc).__name__}: {exc}"
@@ -95,7 +114,7 @@ class GCSBackend(remote.Backend):
         """The API endpoint requests go to (the emulator's or a custom one when set)."""
         return str(self.client.api_endpoint)
 
-    def _classify(self, uri: str, exc: BaseException) -> BaseException:
+    def _classify(self, uri: str, exc: BaseException, op: str = "") -> BaseException:
         """Map a library/HTTP exception to _NotFound, _PreconditionFailed, TransientError or StorageError."""
         import google.auth.exceptions as gae
         import requests.exceptions as rqe
@@ -107,17 +126,22 @@ class GCSBackend(remote.Backend):
             return _NotFound(uri)
         if isinstance(exc, gax.PreconditionFailed):
             return _PreconditionFailed(uri)
-        if isinstance(exc, gax.Unauthorized | gax.Forbidden):
+        if isinstance(exc, gax.Unauthorized):
             return StorageError(
-                f"{uri}: access denied (HTTP {exc.code}: {exc.message}); check the credentials in use "
-                f"(ADC / workload identity) and the bucket's IAM permissions"
+                f"{uri}: the Google credentials in use were not accepted (HTTP 401: {exc.message}); "
+                f"{_CREDENTIAL_HINT}"
+            )
+        if isinstance(exc, gax.Forbidden):
+            return StorageError(
+                f"{uri}: access denied (HTTP {exc.code}: {exc.message}): the credentials in use "
+                f"(ADC / workload identity) may not {remote.verb(op)} here; check the bucket IAM permissions"
             )
         if isinstance(exc, gax.GoogleAPICallError) and ((exc.code or 0) >= 500 or exc.code in (408, 429)):
             return retry.TransientError(f"HTTP {exc.code}: {exc.message}")
         if isinstance(exc, gax.GoogleAPICallError):
             return StorageError(f"{uri}: GCS error HTTP {exc.code}: {exc.message}")
         if isinstance(exc, gae.DefaultCredentialsError):
-            return StorageError(f"{uri}: no Google credentials found ({exc}); {_CREDENTIAL_HINT}")
+            return _credentials_error(uri, exc)
         if isinstance(exc, gae.RefreshError) and not getattr(exc, "retryable", False):
             return StorageError(f"{uri}: Google credentials were refused ({exc}); {_CREDENTIAL_HINT}")
         if isinstance(exc, rqe.SSLError):

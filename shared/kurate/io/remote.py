@@ -51,6 +51,29 @@ def cached(cls: type[B], env_keys: Sequence[str]) -> B:
     return be  # type: ignore[return-value]
 
 
+class UnreadableObjectError(OSError):
+    """One object cannot be read for a reason of its own (S3: archived in Glacier), not the store's.
+
+    An :class:`OSError`, so a listed input in that state is reported corrupt with the reason (like
+    a file that disappeared), while access denied or a missing bucket stay fatal.
+    """
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(0, reason, uri)
+
+
+def verb(op: str) -> str:
+    """What an operation does to a location, for messages ("read", "write", "list", "delete")."""
+    first = op.split(" ", 1)[0]
+    if first in ("GET", "HEAD"):
+        return "read"
+    if first == "LIST":
+        return "list"
+    if first == "DELETE":
+        return "delete"
+    return "write"
+
+
 class Backend:
     """Base of a bucket back-end: subclasses make the client and classify its errors."""
 
@@ -90,7 +113,8 @@ class Backend:
         """Where requests go (named in errors: a dead endpoint is told by its address)."""
         raise NotImplementedError
 
-    def _classify(self, uri: str, exc: BaseException) -> BaseException:
+    def _classify(self, uri: str, exc: BaseException, op: str = "") -> BaseException:
+        """The exception of kurate.io.storage's contract for ``exc``, raised by ``op`` on ``uri``."""
         raise NotImplementedError
 
     # The interface kurate.io.storage calls (keys are full object names inside ``bucket``).
@@ -132,7 +156,7 @@ class Backend:
             except self.PASSTHROUGH:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below
-                mapped = self._classify(uri, exc)
+                mapped = self._classify(uri, exc, what)
                 if mapped is exc:
                     raise
                 raise mapped from exc

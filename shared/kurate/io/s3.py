@@ -71,6 +71,17 @@ _TRANSIENT_CODES = {
     "ConditionalRequestConflict",  # a concurrent conditional write: retry decides who won
     "OperationAborted",
 }
+#: 403 codes that say what is wrong with the credentials themselves (not with their permissions).
+_CREDENTIAL_CAUSES = {
+    "InvalidAccessKeyId": "the access key id in use is not known to this store ({code}: {msg}); check "
+    "AWS_ACCESS_KEY_ID or the profile in use (AWS_PROFILE) and AWS_ENDPOINT_URL",
+    "SignatureDoesNotMatch": "the secret access key does not match the access key id ({code}); check "
+    "AWS_SECRET_ACCESS_KEY or the profile in use (AWS_PROFILE)",
+    "ExpiredToken": "the session token has expired ({code}: {msg}); refresh the credentials",
+    "TokenRefreshRequired": "the session token has expired ({code}: {msg}); refresh the credentials",
+    "InvalidToken": "the session token is not valid ({code}: {msg}); check AWS_SESSION_TOKEN",
+    "RequestTimeTooSkewed": "this machine's clock is too far from the store's ({code}: {msg}); fix the clock",
+}
 _CREDENTIAL_HINT = (
     "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or give the pod an IAM role "
     "(IRSA / instance profile)"
@@ -90,11 +101,22 @@ class _PreconditionFailed(Exception):
     """412 on a conditional write: the object already exists."""
 
 
+class _BodylessDenial(Exception):
+    """403 without an error code (a HEAD answer has no body): the cause needs asking again."""
+
+
 class S3Backend(remote.Backend):
     """boto3 client plus the error mapping of :mod:`kurate.io.storage`'s contract."""
 
     LABEL = "S3"
-    PASSTHROUGH = (FileNotFoundError, StorageError, _PreconditionFailed, retry.TransientError)
+    PASSTHROUGH = (
+        FileNotFoundError,
+        StorageError,
+        _PreconditionFailed,
+        _BodylessDenial,
+        remote.UnreadableObjectError,
+        retry.TransientError,
+    )
 
     # ----------------------------------------------------------------- plumbing
 
@@ -134,7 +156,7 @@ class S3Backend(remote.Backend):
             return StorageError(f"{uri}: could not obtain AWS credentials ({exc}); {_CREDENTIAL_HINT}")
         return StorageError(f"{uri}: {type(exc).__name__}: {exc}")
 
-    def _classify(self, uri: str, exc: BaseException) -> BaseException:
+    def _classify(self, uri: str, exc: BaseException, op: str = "") -> BaseException:
         """Map a boto3/HTTP error to FileNotFoundError, _PreconditionFailed, TransientError, StorageError."""
         from botocore import exceptions as be
         from urllib3 import exceptions as ue
@@ -149,10 +171,19 @@ class S3Backend(remote.Backend):
                 return StorageError(f"s3://{bucket}: no such bucket ({msg})")
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return FileNotFoundError(2, "no such object", uri)
+            if code == "InvalidObjectState":  # archived (Glacier): this object's matter, not the store's
+                return remote.UnreadableObjectError(
+                    uri, f"object is archived ({code}: {msg}); restore it (S3 RestoreObject) to read it"
+                )
+            if code in _CREDENTIAL_CAUSES:
+                return StorageError(f"{uri}: " + _CREDENTIAL_CAUSES[code].format(code=code, msg=msg))
+            if status == 403 and code in ("403", "Forbidden") and op.startswith("HEAD"):
+                return _BodylessDenial(uri)
             if code in _ACCESS_CODES or status in (401, 403):
                 return StorageError(
-                    f"{uri}: access denied ({code}: {msg}); check the credentials in use and the "
-                    f"bucket policy / IAM permissions"
+                    f"{uri}: access denied ({code}: {msg}): the credentials in use may not "
+                    f"{remote.verb(op)} here, or the bucket does not exist; check the bucket name, its "
+                    f"policy and the IAM permissions"
                 )
             if code == "PreconditionFailed" or status == 412:
                 return _PreconditionFailed(uri)
@@ -228,6 +259,27 @@ class S3Backend(remote.Backend):
 
         try:
             return self._call(uri, "HEAD", head)
+        except FileNotFoundError:
+            return False
+        except _BodylessDenial:  # an unknown key, a wrong secret, a bucket we may not see: ask again
+            return self._first_byte(bucket, key)
+
+    def _first_byte(self, bucket: str, key: str) -> bool:
+        """GET the object's first byte: True if it exists; its error (with a code) says why not."""
+        from botocore.exceptions import ClientError
+
+        uri = f"s3://{bucket}/{key}"
+
+        def get() -> bool:
+            try:
+                self.client.get_object(Bucket=bucket, Key=key, Range="bytes=0-0")["Body"].close()
+            except ClientError as exc:
+                if (exc.response.get("Error") or {}).get("Code") != "InvalidRange":  # empty: it exists
+                    raise
+            return True
+
+        try:
+            return self._call(uri, "GET", get)
         except FileNotFoundError:
             return False
 
