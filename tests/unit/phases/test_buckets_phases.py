@@ -60,6 +60,28 @@ def test_ingest_and_check_from_a_flaky_bucket_match_local(remote, folder, monkey
     assert dict(res.duplicates.rows()) == dict(local.duplicates.rows())
 
 
+def test_an_object_swapped_under_its_name_is_judged_by_what_the_store_answers(remote, folder, monkeypatch):
+    """Between listing and reading, one object's bytes become another's (the proxy answers the other
+    object's GET in its place): kurate judges the bytes it reads, not the listing, so it is a
+    duplicate of the object whose bytes it now holds."""
+    scheme, helper, bucket, uri = remote
+    first, victim = folder.images[0], folder.images[4]
+    (folder_a, name_a), (folder_b, name_b) = (first.split("/"), victim.split("/"))
+    assert folder_a == folder_b  # so swapping the last segment (S3 path or GCS %2F-quoted name) is enough
+    listed = list_input(uri)
+
+    def swap(n: int, method: str, path: str) -> str | None:
+        return "swap:" + path.replace(name_b, name_a) if method == "GET" and name_b in path else None
+
+    proxy = _through_proxy(scheme, helper, monkeypatch, swap)
+    try:
+        res = check_files(listed, workers=1, progress=False)
+    finally:
+        proxy.__exit__()
+    assert proxy.faults["swap"] == 1
+    assert dict(res.duplicates.rows())[victim] == first
+
+
 def test_relevant_filenames_file_in_a_bucket(remote, folder):
     scheme, helper, bucket, uri = remote
     helper.put(
