@@ -3,7 +3,10 @@
 The input is in moto's S3 and the outputs go to the GCS emulator, both on 127.0.0.1; the endpoints
 reach the ``kurate`` process the standard way (``AWS_ENDPOINT_URL``, ``STORAGE_EMULATOR_HOST``), as
 credentials would. A second run goes through fault-injecting proxies on both sides and must produce
-the same outputs.
+the same outputs. Then buckets as they really are: hostile keys (``..`` segments, an empty segment,
+``data//img00.jpg`` beside a different ``data/img00.jpg``) with ``dump_dataset`` into a local folder
+and into a bucket, and a dead endpoint; each checks the exit code, the last line, what was written
+where, and that no local scratch folder is left behind.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_image_folder
-from tests.storage_servers import FAST_RETRY, GCS, S3, FaultProxy, every
+from tests.helpers import draw_image, make_image_folder
+from tests.storage_servers import FAST_RETRY, GCS, S3, FaultProxy, HungEndpoint, every
 
 KURATE = str(Path(sys.executable).with_name("kurate"))
 FAST = [
@@ -43,8 +47,8 @@ LAYOUT = [
 ]
 
 
-def run_kurate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([KURATE, *args], capture_output=True, text=True, timeout=600, env=env)
+def run_kurate(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([KURATE, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +206,116 @@ def test_object_deleted_after_listing_is_reported_corrupt_and_the_run_goes_on(se
         for n in files[f"filenames/{k}_filenames.txt"].decode().splitlines()
     ]
     assert sorted(listed) == data.listed
+
+
+# --------------------------------------------------------------------------- buckets as they really are
+
+UNSAFE = {
+    "data/../../../../ESCAPED.jpg": "../../../../ESCAPED.jpg",
+    "data//double.jpg": "/double.jpg",
+    "data//img00.jpg": "/img00.jpg",
+    "data/sub/../../up.jpg": "sub/../../up.jpg",
+}
+
+
+def _jpeg(i: int) -> bytes:
+    buf = io.BytesIO()
+    draw_image(i).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def _hostile_bucket(helper) -> tuple[str, list[str]]:
+    bucket = helper.bucket()
+    valid = [f"img{i:02d}.jpg" for i in range(6)]
+    for i, n in enumerate(valid):
+        helper.put(bucket, f"data/{n}", _jpeg(i))
+    for j, key in enumerate(UNSAFE):
+        helper.put(bucket, key, _jpeg(20 + j))
+    return bucket, valid
+
+
+def _corrupt_reasons(text: str) -> dict[str, str]:
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    return dict((r[0], r[1]) for r in rows[1:])
+
+
+def _everything(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_hostile_s3_keys_into_a_local_output(setup, tmp_path) -> None:
+    """The reported case: with dump_dataset, ESCAPED.png landed in <output_dir>/.. ."""
+    _, s3, _, _, _, env, tmp = setup
+    bucket, valid = _hostile_bucket(s3)
+    out = tmp_path / "a" / "b" / "out"
+    out.parent.mkdir(parents=True)
+    proc = run_kurate(
+        env,
+        *FAST,
+        f"input_dir=s3://{bucket}/data",
+        f"output_dir={out}",
+        "run_directory=r1",
+        "stopping_condition.n_samples=10",  # everything clean is selected and dumped
+        "dump_dataset=True",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outside = {p for p in _everything(tmp_path) if not p.startswith("a/b/out/")}
+    assert not outside, outside
+    run = out / "r1"
+    reasons = _corrupt_reasons((run / "filenames" / "corrupt_reasons.csv").read_text())
+    assert set(reasons) == set(UNSAFE.values())
+    assert all(r.startswith("unsafe name: ") for r in reasons.values())
+    assert sorted((run / "filenames" / "sampled_filenames.txt").read_text().split("\n")[:-1]) == valid
+    assert not (run / "filenames" / "duplicate_filenames.txt").read_text()  # /img00.jpg is not a copy
+    assert sorted(p.name for p in (run / "data" / "sampled").iterdir()) == [
+        n.replace(".jpg", ".png") for n in valid
+    ]
+    assert not list((tmp / "tmpdir").glob("kurate-work-*"))
+
+
+def test_hostile_gcs_keys_into_an_s3_output(setup) -> None:
+    _, s3, gcs, _, _, env, _ = setup
+    bucket, valid = _hostile_bucket(gcs)
+    out = s3.bucket()
+    proc = run_kurate(
+        env,
+        *FAST,
+        f"input_dir=gs://{bucket}/data",
+        f"output_dir=s3://{out}/x/runs",
+        "run_directory=r1",
+        "stopping_condition.n_samples=10",
+        "dump_dataset=True",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    keys = s3.keys(out)
+    assert keys and all(k.startswith("x/runs/") for k in keys), [k for k in keys if "x/runs/" not in k]
+    sampled = sorted(k.rsplit("/", 1)[-1] for k in keys if k.startswith("x/runs/r1/data/sampled/"))
+    assert sampled == [n.replace(".jpg", ".png") for n in valid]
+    reasons = _corrupt_reasons(s3.get(out, "x/runs/r1/filenames/corrupt_reasons.csv").decode())
+    assert set(reasons) == set(UNSAFE.values())
+    assert sorted(gcs.keys(bucket)) == sorted([*UNSAFE, *(f"data/{n}" for n in valid)])  # input untouched
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_a_hung_endpoint_ends_the_run_at_start(setup, scheme, tmp_path) -> None:
+    env = setup[5]
+    var = "AWS_ENDPOINT_URL" if scheme == "s3" else "STORAGE_EMULATOR_HOST"
+    with HungEndpoint() as hung:
+        t0 = time.monotonic()
+        proc = run_kurate(
+            {**env, var: hung.url, "KURATE_STORAGE_START_TIMEOUT_S": "4"},
+            f"input_dir={scheme}://photos/data",
+            f"output_dir={tmp_path / 'out'}",
+            "stopping_condition.n_samples=3",
+            *FAST,
+            timeout=60,
+        )
+        took = time.monotonic() - t0
+    assert proc.returncode == 1 and took < 30
+    last = _last_line(proc)
+    assert last.startswith("kurate: error: ") and "no answer within 4 s" in last, last
+    assert hung.url.split("://")[1] in last

@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import os
 
-from kurate.errors import KurateError
+from kurate.errors import CorruptFileError
 from kurate.io import storage
 
 
-class UnsafeNameError(KurateError):
-    """An input-derived name that is not a clean relative path was about to become a location."""
+class UnsafeNameError(CorruptFileError):
+    """An input-derived name that is not a clean relative path was about to become a location.
 
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-        super().__init__(f"{name!r}: {reason}")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.name, self.reason))
+    A :class:`~kurate.errors.CorruptFileError`: that sample cannot be used, the run goes on.
+    """
 
 
 def unsafe_reason(name: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from kurate import __version__
 from kurate.errors import CorruptFileError, KurateError
 from kurate.io import embeddings_io, filelist, storage
-from kurate.io.names import UnsafeNameError, inside
+from kurate.io.names import inside
 from kurate.media import formats, image
 from kurate.outputs import report as run_report
 from kurate.outputs.inputs import RunInputs
@@ -120,7 +120,7 @@ def dump_samples(
                 storage.write_bytes(inside(out_dir, target), storage.read_bytes(src))
                 return None
             save(image.load_image(src, name), target)
-        except (CorruptFileError, FileNotFoundError, UnsafeNameError) as exc:
+        except (CorruptFileError, FileNotFoundError) as exc:  # an unsafe name is a CorruptFileError too
             log.warning("could not dump %s: %s", name, exc)
             return name
         return None
@@ -140,7 +140,7 @@ def dump_samples(
                     failed.append(name)
                 else:
                     save(Image.fromarray(rgb, "RGB"), target)
-        except (CorruptFileError, UnsafeNameError) as exc:
+        except CorruptFileError as exc:
             log.warning("could not dump the frames of %s: %s", vid, exc.reason)
             return [n for n, _ in wanted.values()]
         return failed
