@@ -156,7 +156,7 @@ def _probe_outputs(cfg: DictConfig, run_dir: str, tasks: dict[str, dict[str, Any
     ]
     if pool:
         where.append((pool_key, pool))
-    if cfg.enable_training:
+    if tasks["train"].get("checkpoint_dir"):
         dirpath = cfg.lightly.checkpoint_callback.dirpath
         key = "lightly.checkpoint_callback.dirpath" if dirpath else "output_dir"
         where.append((key, str(tasks["train"]["checkpoint_dir"])))
