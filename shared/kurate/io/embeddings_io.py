@@ -7,6 +7,9 @@ Two formats, numpy only (no torch), so every phase can read embeddings cheaply:
   ``meta.json`` (``format``, ``count``, ``dim``, ``dtype``, ``normalized`` plus whatever the writer
   adds: model, weights source, ...). ``meta.json`` is written last, so its presence marks a complete
   artifact.
+  Optional ``columns.npz`` holds per-row columns (one array per name, aligned with the rows), e.g.
+  the ``masked``/``selected`` flags of a precomputed embeddings file; it is written before
+  ``meta.json`` too.
 - **Lightly's CSV** (``filenames,embedding_0,...,embedding_{d-1},labels``), byte for byte as
   :func:`lightly.utils.io.save_embeddings` writes it for float32 embeddings: Excel dialect (CRLF line
   ends, minimal quoting with doubled quotes) and each float as ``str(numpy.float32)``, the
@@ -21,6 +24,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -32,6 +36,7 @@ FORMAT = "kurate.embeddings/1"
 EMBEDDINGS_FILE = "embeddings.npy"
 FILENAMES_FILE = "filenames.csv"
 META_FILE = "meta.json"
+COLUMNS_FILE = "columns.npz"
 
 #: Rows formatted / parsed per chunk in the Lightly CSV functions (bounds peak memory).
 _CHUNK_ROWS = 16384
@@ -52,11 +57,18 @@ def _as_matrix(names: Sequence[str], X: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- kurate artifact
 
 
-def write_embeddings(path: str, names: Sequence[str], X: Any, meta: dict[str, Any] | None = None) -> None:
+def write_embeddings(
+    path: str,
+    names: Sequence[str],
+    X: Any,
+    meta: dict[str, Any] | None = None,
+    columns: dict[str, Any] | None = None,
+) -> None:
     """Write the embeddings artifact folder at ``path`` (each file atomically, ``meta.json`` last).
 
     ``X`` is cast to float32. ``meta`` is stored as given, plus ``format``, ``count``, ``dim`` and
     ``dtype``; ``normalized`` is filled in (rows of unit L2 norm) unless ``meta`` sets it.
+    ``columns``: per-row arrays (each of N values) kept in ``columns.npz`` (see :func:`read_columns`).
     """
     names = list(names)
     arr = _as_matrix(names, X)
@@ -72,7 +84,34 @@ def write_embeddings(path: str, names: Sequence[str], X: Any, meta: dict[str, An
     # Not csv.writer(lineterminator="\n"): it leaves a lone "\r" unquoted, which readers split on.
     text = "".join(["filename\n", *(_csv_field(n) + "\n" for n in names)])
     storage.write_text(storage.join(path, FILENAMES_FILE), text)
+    if columns:
+        _write_columns(path, columns, len(names))
     storage.write_text(storage.join(path, META_FILE), json.dumps(out_meta, indent=1, sort_keys=True))
+
+
+def _write_columns(path: str, columns: dict[str, Any], count: int) -> None:
+    arrays = {str(k): np.asarray(v) for k, v in columns.items()}
+    for k, v in arrays.items():
+        if v.shape != (count,) or v.dtype == object:
+            raise ValueError(f"column {k!r}: expected {count} numbers, got {v.dtype} with shape {v.shape}")
+    buf = io.BytesIO()
+    savez: Any = np.savez  # numpy's stub types **arrays as its keyword options
+    savez(buf, **arrays)
+    storage.write_bytes(storage.join(path, COLUMNS_FILE), buf.getvalue())
+
+
+def read_columns(path: str) -> dict[str, np.ndarray]:
+    """The per-row columns of the embeddings artifact at ``path`` (aligned with its rows); ``{}`` if none."""
+    uri = storage.join(path, COLUMNS_FILE)
+    try:
+        data = storage.read_bytes(uri)
+    except FileNotFoundError:
+        return {}
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except (ValueError, OSError) as exc:
+        raise KurateError(f"{uri}: not a readable .npz file ({exc})") from exc
 
 
 def read_embeddings_meta(path: str) -> dict[str, Any]:
@@ -207,13 +246,33 @@ def _parse_chunk(
         raise
 
 
+@dataclass
+class LightlyTable:
+    """Everything of a Lightly embeddings CSV: rows, vectors, labels and every other column (raw text)."""
+
+    names: list[str]
+    embeddings: np.ndarray  # float32 N x d
+    labels: np.ndarray  # int64 N (0 when the file has no labels column)
+    extra: dict[str, list[str]] = field(default_factory=dict)  # header -> N values, in file order
+
+
 def read_lightly_csv(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read a Lightly embeddings CSV: ``(names, X float32 N x d, labels int64 N)``.
 
     Accepts files written by lightly's ``save_embeddings`` / ``lightly-embed`` and by
     :func:`write_lightly_csv`. Columns: ``filenames`` first, then ``embedding_<i>`` columns (taken in
-    file order), optional others (lightly's ``masked``/``selected``, ignored) and ``labels`` (if
-    missing, labels are 0). Malformed input raises :class:`KurateError` naming the line.
+    file order), optional others (see :func:`read_lightly_table`) and ``labels`` (if missing, labels
+    are 0). Malformed input raises :class:`KurateError` naming the line.
+    """
+    t = read_lightly_table(path)
+    return t.names, t.embeddings, t.labels
+
+
+def read_lightly_table(path: str) -> LightlyTable:
+    """Read a Lightly embeddings CSV with every column: the other columns come back as raw text.
+
+    Lightly's meta-information columns (``masked``, ``selected``) and any score column a user adds
+    are such columns; :func:`flag_column` and :func:`number_column` turn them into arrays.
     """
     try:
         with storage.local_copy(path) as local, open(local, encoding="utf-8", newline="") as fh:
@@ -222,7 +281,7 @@ def read_lightly_csv(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
         raise KurateError(f"{path}: embeddings CSV does not exist") from exc
 
 
-def _read_lightly_csv(path: str, fh: IO[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _read_lightly_csv(path: str, fh: IO[str]) -> LightlyTable:
     reader = csv.reader(fh)
     try:
         header = next(reader, None)
@@ -235,12 +294,19 @@ def _read_lightly_csv(path: str, fh: IO[str]) -> tuple[list[str], np.ndarray, np
         if not emb_cols:
             raise KurateError(f"{path}, line 1: no 'embedding_<i>' columns in header")
         label_col = header.index("labels") if "labels" in header else None
+        other_cols = [i for i in range(1, len(header)) if i not in emb_cols and i != label_col]
+        other_names = [header[i] for i in other_cols]
+        repeated = sorted({h for h in other_names if other_names.count(h) > 1})
+        if repeated:
+            raise KurateError(f"{path}, line 1: column {repeated[0]!r} appears more than once")
         ncol, d = len(header), len(emb_cols)
         emb_names = [header[i] for i in emb_cols]
         contiguous = emb_cols == list(range(emb_cols[0], emb_cols[0] + d))
         lo, hi = emb_cols[0], emb_cols[0] + d
 
         names: list[str] = []
+        extra: dict[str, list[str]] = {header[i]: [] for i in other_cols}
+        extra_lists = [(i, extra[header[i]]) for i in other_cols]
         blocks: list[np.ndarray] = []
         label_blocks: list[np.ndarray] = []
         fields: list[str] = []
@@ -268,6 +334,8 @@ def _read_lightly_csv(path: str, fh: IO[str]) -> tuple[list[str], np.ndarray, np
                 fields.extend(row[i] for i in emb_cols)
             if label_col is not None:
                 label_fields.append(row[label_col])
+            for i, values in extra_lists:
+                values.append(row[i])
             lines.append(reader.line_num)
             if len(lines) >= _CHUNK_ROWS:
                 flush()
@@ -283,7 +351,27 @@ def _read_lightly_csv(path: str, fh: IO[str]) -> tuple[list[str], np.ndarray, np
         labels = np.zeros(len(names), np.int64)
     else:
         labels = np.concatenate(label_blocks).reshape(-1) if label_blocks else np.zeros(0, np.int64)
-    return names, X, labels
+    return LightlyTable(names, X, labels, extra)
+
+
+def flag_column(path: str, column: str, values: Sequence[str]) -> np.ndarray:
+    """A 0/1 column of a Lightly CSV (``masked``, ``selected``) as uint8; anything else names its line."""
+    out = np.zeros(len(values), dtype=np.uint8)
+    for i, v in enumerate(values):
+        t = v.strip().lower()
+        if t in ("1", "1.0", "true"):
+            out[i] = 1
+        elif t not in ("0", "0.0", "false", ""):
+            raise KurateError(f"{path}, line {i + 2}: column {column!r} must be 0 or 1, got {v!r}")
+    return out
+
+
+def number_column(values: Sequence[str]) -> np.ndarray | None:
+    """A numeric column as float64 (empty cells are NaN), or None when a cell is not a number."""
+    try:
+        return np.array([float(v) if v.strip() else np.nan for v in values], dtype=np.float64)
+    except ValueError:
+        return None
 
 
 def labels_for(names: Sequence[str]) -> list[int]:

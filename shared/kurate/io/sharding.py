@@ -113,6 +113,15 @@ def _merged_meta(metas: list[dict[str, Any]], names_per_shard: list[int]) -> dic
     return meta
 
 
+def _merged_columns(paths: list[str]) -> dict[str, np.ndarray]:
+    """The shards' per-row columns, concatenated in shard order (every shard has the same ones)."""
+    per_shard = [embeddings_io.read_columns(p) for p in paths]
+    keys = {tuple(sorted(c)) for c in per_shard}
+    if len(keys) > 1:
+        raise KurateError(f"embedding shards carry different per-row columns: {sorted(keys)}")
+    return {k: np.concatenate([c[k] for c in per_shard]) for k in sorted(keys.pop())} if per_shard else {}
+
+
 def merge_embeddings(shard_paths: Sequence[str], out: str) -> dict[str, Any]:
     """Concatenate shard artifacts (any order) into one embeddings artifact at ``out``.
 
@@ -170,7 +179,7 @@ def merge_embeddings(shard_paths: Sequence[str], out: str) -> dict[str, Any]:
     x_all = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
     meta = _merged_meta([t[4] for t in loaded], [len(t[2]) for t in loaded])
     meta["dim"] = dim
-    embeddings_io.write_embeddings(out, names_all, x_all, meta)
+    embeddings_io.write_embeddings(out, names_all, x_all, meta, _merged_columns([t[5] for t in loaded]))
     # the report's embed time: from the first shard's start to the last shard's end
     timing.write_span(out, "embed", (timing.read(t[5]) for t in loaded), shards=count)
     log.info("merged %d embedding shard(s): %d sample(s), dimension %d", count, len(names_all), dim)

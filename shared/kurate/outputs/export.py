@@ -270,6 +270,8 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "normalized_embeddings": sel_extra.get("normalized"),
             "scorer": sel_extra.get("scorer")
             or {"active": False, "reason": "the selection did not record a scorer"},
+            # Lightly's embeddings-file columns: masked rows take no part, selected ones are kept
+            **{k: sel_extra[k] for k in ("masked", "preselected") if k in sel_extra},
         },
         "pretagging": pretag_report,
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},

@@ -65,6 +65,8 @@ SELECTION_KEYS = (
     "stop_reason",
     "normalized_embeddings",
     "scorer",
+    "masked",
+    "preselected",
 )
 
 COLORS = {

@@ -23,17 +23,56 @@ from kurate.phases import _entry
 log = logging.getLogger("kurate.embed")
 
 
-def _from_precomputed(files: filelist.FileList, csv_uri: str) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    names, x, _labels = embeddings_io.read_lightly_csv(csv_uri)
-    index = {n: i for i, n in enumerate(names)}
+#: Lightly's meta-information columns of an embeddings file (1 = never select / already selected).
+FLAG_COLUMNS = ("masked", "selected")
+
+
+def _from_precomputed(
+    files: filelist.FileList, csv_uri: str, all_names: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+    """The rows of ``files`` from a Lightly embeddings CSV, and its other columns as per-row arrays.
+
+    ``masked``/``selected`` become 0/1 columns; every other numeric column is kept as float64 under
+    its header (a score column, for the selection); a column that is not numeric is left out. Names
+    the file flags but the list lacks (``all_names``: the whole clean list, every shard alike) are
+    counted in ``meta["flags_outside"]``: they are corrupt, duplicates or not in the input.
+    """
+    table = embeddings_io.read_lightly_table(csv_uri)
+    index = {n: i for i, n in enumerate(table.names)}
     missing = [n for n in files.names if n not in index]
     if missing:
         raise KurateError(
             f"embeddings file {csv_uri} has no row for {len(missing)} input file(s), e.g. {missing[:3]}"
         )
     rows = np.fromiter((index[n] for n in files.names), dtype=np.int64, count=len(files.names))
-    meta = {"source": f"precomputed: {csv_uri}", "dim": int(x.shape[1]), "failed": []}
-    return list(files.names), np.ascontiguousarray(x[rows], dtype=np.float32), meta
+    meta: dict[str, Any] = {
+        "source": f"precomputed: {csv_uri}",
+        "dim": int(table.embeddings.shape[1]),
+        "failed": [],
+    }
+    columns: dict[str, np.ndarray] = {}
+    skipped = []
+    known = set(files.names if all_names is None else all_names)
+    outside: dict[str, Any] = {}
+    for name, values in table.extra.items():
+        if name in FLAG_COLUMNS:
+            flags = embeddings_io.flag_column(csv_uri, name, values)
+            columns[name] = flags[rows]
+            lost = sorted(n for n, f in zip(table.names, flags, strict=True) if f and n not in known)
+            if lost:
+                outside[name] = {"count": len(lost), "examples": lost[:5]}
+            continue
+        numbers = embeddings_io.number_column(values)
+        if numbers is None:
+            skipped.append(name)
+        else:
+            columns[name] = numbers[rows]
+    if skipped:
+        log.info("embeddings file %s: non-numeric column(s) not used: %s", csv_uri, ", ".join(skipped))
+    if outside:
+        meta["flags_outside"] = outside
+    x = np.ascontiguousarray(table.embeddings[rows], dtype=np.float32)
+    return list(files.names), x, meta, columns
 
 
 def _model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +216,13 @@ def run_embed(
     if not files.names and not files.extra.get("datapool_seen"):
         raise KurateError("no valid sample left to embed (all inputs are corrupt or duplicates)")
     shard = None
+    all_names = list(files.names)
     if shard_count != 1 or shard_index != 0:
         shard = sharding.shard_meta(len(files), shard_index, shard_count)
         files = sharding.shard_filelist(files, shard_index, shard_count)
+    columns: dict[str, np.ndarray] = {}
     if config.get("embeddings"):
-        names, x, meta = _from_precomputed(files, str(config["embeddings"]))
+        names, x, meta, columns = _from_precomputed(files, str(config["embeddings"]), all_names)
     else:
         names, x, meta = _compute(files, config, trained_ckpt)
         if trained_ckpt:  # the artifact's path is scratch: name the run's copy of the model instead
@@ -193,7 +234,7 @@ def run_embed(
     meta["root"] = files.root
     if shard is not None:
         meta["shard"] = shard
-    embeddings_io.write_embeddings(embeddings_out, names, x, meta)
+    embeddings_io.write_embeddings(embeddings_out, names, x, meta, columns)
     log.info("embedded %d sample(s), dimension %d (%s)", len(names), meta["dim"], meta["source"])
     return meta
 

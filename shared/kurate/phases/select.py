@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,7 @@ def run_select(
         raise ConfigError("stopping_condition.n_samples", str(exc)) from None
     min_distance = float(sc.get("min_distance", -1))
     min_d = None if min_distance == -1 else min_distance
+    flags = _flags(embeddings_in, len(names), meta, warnings)
     normalized = bool(config.get("normalize_embeddings", True))
     emb = selection.normalize(x) if normalized else x
     if pool is not None and normalized:
@@ -56,6 +59,12 @@ def run_select(
     length = int(config.get("selected_sequence_length", 1) or 1)
     seq_extra: dict[str, Any] = {}
     if length > 1:
+        if flags.excluded.any() or flags.preselected.any():
+            raise ConfigError(
+                "embeddings",
+                f"the embeddings file's masked/selected columns do not combine with "
+                f"selected_sequence_length={length}; drop the columns or set selected_sequence_length=1",
+            )
         # Points are whole blocks of `length` frames; counts below are in blocks until expanded.
         blocks = sequences.make_blocks(names, filelist.read(files_in), length)
         if not blocks.rows:
@@ -78,7 +87,7 @@ def run_select(
             warnings.append(f"{blocks.images} image(s) are not selectable as sequences")
         n_points = None if n_samples is None else max(1, n_samples // length)
     else:
-        points, valid, n_points = emb, len(names), n_samples
+        points, valid, n_points = emb, int((~flags.excluded).sum()), n_samples
     if n_samples is not None and n_samples > valid:
         msg = f"requested {n_samples} samples but only {valid} valid samples exist: selecting all of them"
         log.warning(msg)
@@ -90,33 +99,50 @@ def run_select(
     method = str(config.get("method", "coreset")).lower()
     seed = int(config.get("seed", 1))
     device = "cpu"
+    # Only candidates take part (masked rows neither get picked nor push picks away); the kept,
+    # already-selected rows come first and count towards n_samples, as in Lightly.
+    cand = np.flatnonzero(~flags.excluded) if length == 1 else np.arange(len(points))
+    pre_rows = np.flatnonzero(flags.preselected & ~flags.excluded)
+    pre_local = np.searchsorted(cand, pre_rows)
+    if n_points is not None and len(pre_rows):
+        if n_points <= len(pre_rows):
+            warnings.append(
+                f"n_samples {n_samples} <= the {len(pre_rows)} already-selected sample(s) of the embeddings "
+                "file: nothing new is selected"
+            )
+        n_points = max(0, n_points - len(pre_rows))
+    cand_points = points[cand] if len(cand) != len(points) else points
+    cand_weights = weights[cand] if weights is not None and len(cand) != len(points) else weights
     if n_points is None and min_d is None:
         # Lightly's defaults (both -1): a complete run that selects every valid sample, as Lightly's docs
         # show (`token=...` alone). No greedy order is computed; the log and the report say so.
         log.info("no stopping condition (n_samples and min_distance are -1): every valid sample is selected")
+        rest = np.setdiff1d(np.arange(len(cand_points), dtype=np.int64), pre_local)
         result = selection.SelectionResult(
-            indices=np.arange(len(points), dtype=np.int64),
-            pick_distances=np.full(len(points), np.nan),
+            indices=rest,
+            pick_distances=np.full(len(rest), np.nan),
             stop_reason="no stopping condition",
         )
     elif method == "coreset":
-        device = _coreset_device(points)
+        device = _coreset_device(cand_points)
         result = selection.coreset_with_info(
-            points,
+            cand_points,
             n_samples=n_points,
             min_distance=min_d,
-            weights=weights,
+            preselected=pre_local,
+            weights=cand_weights,
             preselected_embeddings=pool,
             device=device,
         )
     elif method == "random":
         result = selection.random_selection(
-            len(points),
+            len(cand_points),
             n_points,
             seed=seed,
-            weights=weights,
-            embeddings=points if min_d is not None else None,
+            weights=cand_weights,
+            embeddings=cand_points if min_d is not None else None,
             min_distance=min_d,
+            preselected=pre_local.tolist(),
             preselected_embeddings=pool if min_d is not None else None,
         )
     else:
@@ -125,9 +151,11 @@ def run_select(
         picked = [r for b in result.indices for r in blocks.rows[int(b)]]
         dists = [float(d) for d in result.pick_distances for _ in range(length)]
     else:
-        picked = [int(i) for i in result.indices]
-        dists = [float(d) for d in result.pick_distances]
+        picked = [int(r) for r in pre_rows] + [int(cand[i]) for i in result.indices]
+        dists = [math.nan] * len(pre_rows) + [float(d) for d in result.pick_distances]
     columns = {"index": [str(i) for i in picked], "pick_distance": [f"{d:.6g}" for d in dists]}
+    if len(pre_rows):
+        columns["preselected"] = ["1"] * len(pre_rows) + ["0"] * (len(picked) - len(pre_rows))
     scorer_info = {"active": scores.active, "reason": scores.reason, **scores.info}
     if scores.weights is not None:
         columns["score"] = [f"{scores.weights[i]:.6g}" for i in picked]
@@ -148,6 +176,7 @@ def run_select(
             "normalized": normalized,
             "warnings": warnings,
             "scorer": scorer_info,
+            **flags.info(len(pre_rows)),
             **seq_extra,
             **({"datapool": pool_info} if pool_info else {}),
         },
@@ -162,6 +191,48 @@ def run_select(
         result.stop_reason,
     )
     return out.extra
+
+
+@dataclass
+class _Flags:
+    """Rows that never take part in the selection, and rows already selected (kept)."""
+
+    excluded: np.ndarray  # bool per row: masked in the embeddings file
+    preselected: np.ndarray  # bool per row: `selected` in the embeddings file
+    masked: int = 0
+
+    def info(self, kept: int) -> dict[str, Any]:
+        """What the selection's record (and the report) says about them."""
+        out: dict[str, Any] = {}
+        if self.masked:
+            out["masked"] = self.masked
+        if self.preselected.any():
+            out["preselected"] = kept
+        return out
+
+
+def _flags(embeddings_in: str, n: int, meta: dict[str, Any], warnings: list[str]) -> _Flags:
+    """Lightly's ``masked`` (never select) and ``selected`` (already selected) columns of the embeddings file.
+
+    A row both masked and selected is masked (never selected). Flagged names that are not among this
+    run's samples (corrupt, duplicates, not in the input) are only reported.
+    """
+    cols = embeddings_io.read_columns(embeddings_in)
+    masked = cols.get("masked", np.zeros(n, np.uint8)).astype(bool)
+    selected = cols.get("selected", np.zeros(n, np.uint8)).astype(bool)
+    both = int((masked & selected).sum())
+    if both:
+        warnings.append(f"{both} sample(s) are both masked and selected in the embeddings file: masked wins")
+    for name, info in sorted((meta.get("flags_outside") or {}).items()):
+        warnings.append(
+            f"{info['count']} sample(s) marked {name} in the embeddings file are not among this run's "
+            f"samples (corrupt, duplicates or not in the input), e.g. {', '.join(info['examples'][:3])}"
+        )
+    if masked.any():
+        log.info("embeddings file: %d masked sample(s) take no part in the selection", int(masked.sum()))
+    if (selected & ~masked).any():
+        log.info("embeddings file: %d sample(s) already selected (kept)", int((selected & ~masked).sum()))
+    return _Flags(excluded=masked, preselected=selected, masked=int(masked.sum()))
 
 
 #: Where the coreset's greedy steps run: auto (a GPU when torch sees one and the embeddings are large

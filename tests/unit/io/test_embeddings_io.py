@@ -7,7 +7,16 @@ import pytest
 from lightly.utils.io import load_embeddings, save_embeddings
 
 from kurate.errors import KurateError
-from kurate.io.embeddings_io import read_embeddings, read_lightly_csv, write_embeddings, write_lightly_csv
+from kurate.io.embeddings_io import (
+    flag_column,
+    number_column,
+    read_columns,
+    read_embeddings,
+    read_lightly_csv,
+    read_lightly_table,
+    write_embeddings,
+    write_lightly_csv,
+)
 
 WEIRD_NAMES = [
     "plain.jpg",
@@ -203,3 +212,42 @@ def test_read_lightly_csv_malformed(tmp_path, text, match):
 def test_read_lightly_csv_missing_file(tmp_path):
     with pytest.raises(KurateError, match="does not exist"):
         read_lightly_csv(str(tmp_path / "nope.csv"))
+
+
+def test_lightly_table_keeps_every_other_column_as_text(tmp_path):
+    p = tmp_path / "x.csv"
+    p.write_text(
+        "filenames,embedding_0,masked,embedding_1,selected,score,note,labels\r\n"
+        "a.jpg,1,0,2,1,0.5,hi,3\r\nb.jpg,3,1,4,0,,x,4\r\n"
+    )
+    t = read_lightly_table(str(p))
+    assert t.names == ["a.jpg", "b.jpg"] and t.labels.tolist() == [3, 4]
+    np.testing.assert_array_equal(t.embeddings, np.array([[1, 2], [3, 4]], np.float32))
+    assert t.extra == {
+        "masked": ["0", "1"],
+        "selected": ["1", "0"],
+        "score": ["0.5", ""],
+        "note": ["hi", "x"],
+    }
+    assert flag_column("x", "masked", t.extra["masked"]).tolist() == [0, 1]
+    np.testing.assert_array_equal(number_column(t.extra["score"]), [0.5, np.nan])
+    assert number_column(t.extra["note"]) is None
+    with pytest.raises(KurateError, match=r"x.csv, line 3: column 'masked' must be 0 or 1, got '2'"):
+        flag_column(str(p), "masked", ["1", "2"])
+    p.write_text("filenames,embedding_0,masked,masked\r\na,1,0,1\r\n")
+    with pytest.raises(KurateError, match="column 'masked' appears more than once"):
+        read_lightly_table(str(p))
+
+
+def test_artifact_columns_are_kept_with_the_rows(tmp_path):
+    names = ["a", "b", "c"]
+    x = np.zeros((3, 2), np.float32)
+    path = str(tmp_path / "emb")
+    write_embeddings(path, names, x, {}, {"masked": np.array([0, 1, 0], np.uint8), "s": [0.5, 1.0, 2.0]})
+    cols = read_columns(path)
+    assert cols["masked"].dtype == np.uint8 and cols["masked"].tolist() == [0, 1, 0]
+    assert cols["s"].tolist() == [0.5, 1.0, 2.0]
+    write_embeddings(str(tmp_path / "plain"), names, x)
+    assert read_columns(str(tmp_path / "plain")) == {}
+    with pytest.raises(ValueError, match="column 'bad': expected 3 numbers"):
+        write_embeddings(str(tmp_path / "bad"), names, x, {}, {"bad": [1, 2]})

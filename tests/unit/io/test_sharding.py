@@ -174,3 +174,35 @@ def test_merged_normalized_flag_matches_unsharded(tmp_path, unit):
     merged = sharding.merge_embeddings(paths, str(tmp_path / "merged"))
     assert merged["normalized"] is unit
     assert embeddings_io.read_embeddings_meta(str(tmp_path / "whole"))["normalized"] is unit
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_embeddings_files_columns_travel_through_the_shards(tmp_path, count):
+    """masked/selected and numeric columns of a precomputed file reach select in clean-list order."""
+    clean, names = _clean_list(tmp_path, n=7)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((9, 3)).astype(np.float32)
+    file_names = [*reversed(names), "gone.png", "dup.png"]  # another order, and rows not in the list
+    lines = ["filenames,embedding_0,embedding_1,embedding_2,masked,selected,al_score,comment,labels"]
+    for i, n in enumerate(file_names):
+        masked, selected = int(n.endswith(("01.png", "gone.png"))), int(n.endswith(("03.png", "dup.png")))
+        lines.append(f"{n},{','.join(map(str, x[i]))},{masked},{selected},{i / 10},c{i},0")
+    csv = tmp_path / "pre.csv"
+    csv.write_text("\r\n".join(lines) + "\r\n")
+    paths = []
+    for i in range(count):
+        p = str(tmp_path / "shards" / f"s{i}")
+        run_embed(clean, p, {"embeddings": str(csv)}, shard_index=i, shard_count=count)
+        paths.append(p)
+    sharding.merge_embeddings(paths, str(tmp_path / "merged"))
+    got_names, got_x, meta = embeddings_io.read_embeddings(str(tmp_path / "merged"))
+    cols = embeddings_io.read_columns(str(tmp_path / "merged"))
+    assert got_names == names and sorted(cols) == ["al_score", "masked", "selected"]  # 'comment' is text
+    assert [n for n, m in zip(names, cols["masked"], strict=True) if m] == ["d/img_01.png"]
+    assert [n for n, s in zip(names, cols["selected"], strict=True) if s] == ["d/img_03.png"]
+    assert cols["al_score"].tolist() == [(6 - i) / 10 for i in range(7)]
+    np.testing.assert_array_equal(got_x[0], x[6])
+    assert meta["flags_outside"] == {
+        "masked": {"count": 1, "examples": ["gone.png"]},
+        "selected": {"count": 1, "examples": ["dup.png"]},
+    }
