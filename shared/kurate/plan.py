@@ -112,6 +112,7 @@ def _make_plan(cfg: DictConfig, now: float | None) -> RunPlan:
     data = redacted(cfg)
     tasks = {t: phase_config(cfg, t) for t in ("ingest", "check", "embed", "select", "export", "report")}
     tasks["pretag"] = _pretag_task(cfg, rel)
+    _requirements_to_select(cfg, tasks)
     tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
     tasks["check"]["max_image_pixels"] = int(cfg.corruptness_check.max_image_pixels)
     lc = cfg.lightly
@@ -362,11 +363,26 @@ def _pretag_task(cfg: DictConfig, rel: Any) -> dict[str, Any]:
     """
     if not cfg.pretagging:
         return {"pretagging": False}
-    path = rel(str(cfg.pretagging_config))
+    path = rel(str(cfg.pretagging_config)) if cfg.pretagging_config else ""
+    settings = pretag.load_settings(path)  # no file: the built-in detector
     return {
         "pretagging": True,
         "pretagging_debug": bool(cfg.pretagging_debug),
         "pretagging_config": path,
-        "settings": pretag.load_settings(path),
+        "settings": settings,
         "max_image_pixels": int(cfg.corruptness_check.max_image_pixels),
     }
+
+
+def _requirements_to_select(cfg: DictConfig, tasks: dict[str, dict[str, Any]]) -> None:
+    """Move the pretagging requirements from pretag's keys to select's: editing them reruns only select."""
+    settings = tasks["pretag"].get("settings") or {}
+    wanted = settings.pop("min_requirements", None) or {}
+    if not wanted:
+        return
+    length = int(cfg.selected_sequence_length)
+    if length > 1:
+        raise ConfigError(
+            "pretagging_config", f"requirements {wanted} do not work with selected_sequence_length={length}"
+        )
+    tasks["select"]["min_requirements"] = wanted

@@ -386,13 +386,6 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.pretagging:
         for key in ("pretagging_debug", "append_weak_labels"):
             _need(not cfg[key], key, "needs pretagging=True (it uses the pretagging predictions)")
-    else:
-        _need(
-            bool(str(cfg.pretagging_config or "")),
-            "pretagging_config",
-            "missing; pretagging=True needs a settings file (YAML/JSON: a detector checkpoint or a "
-            "predictions file; see the README)",
-        )
     if cfg.enable_training and cfg.embeddings:
         raise ConfigError(
             "enable_training", "cannot train when precomputed embeddings are given; unset embeddings"

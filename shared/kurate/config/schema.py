@@ -323,7 +323,7 @@ class PretagKeys:
 
     pretagging: bool = False  # run an object detector to pre-tag the input
     pretagging_debug: bool = False  # also write images with the predicted boxes drawn
-    pretagging_config: str = ""  # path to the pretagging settings
+    pretagging_config: str = ""  # requirements file {class: min count} or settings; empty: built-in detector
     append_weak_labels: bool = False  # store the predictions with the datapool entries
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from kurate.errors import KurateError
@@ -112,6 +112,17 @@ def category_names(categories: list[dict[str, Any]]) -> dict[int, str]:
     return {int(c["id"]): str(c["name"]) for c in categories}
 
 
+def kept_classes(
+    categories: list[dict[str, Any]], classes: Sequence[str] | None
+) -> tuple[set[int] | None, list[dict[str, Any]]]:
+    """The category ids that a ``classes`` setting (names) keeps (None: all) and the categories left."""
+    if not classes:
+        return None, list(categories)
+    wanted = set(classes)
+    kept = [c for c in categories if str(c["name"]) in wanted]
+    return {int(c["id"]) for c in kept}, kept
+
+
 def name_of(cid: int, names: dict[int, str]) -> str:
     """The display name of category ``cid``."""
     return names.get(cid, f"class {cid}")
@@ -121,16 +132,30 @@ def name_of(cid: int, names: dict[int, str]) -> str:
 
 
 def write(
-    path: str, names: Iterable[str], preds: Iterable[list[Prediction]], meta: dict[str, Any]
+    path: str,
+    names: Iterable[str],
+    preds: Iterable[list[Prediction]],
+    meta: dict[str, Any],
+    sizes: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
-    """Write the artifact (predictions of ``names`` in that order); returns the completed meta."""
+    """Write the artifact (predictions of ``names`` in that order); returns the completed meta.
+
+    ``sizes``: each sample's ``(width, height)`` as the detector saw it (``(0, 0)``: unknown), kept in
+    its line as ``width``/``height`` (Lightly's normalised boxes are made from them).
+    """
     count = 0
     objects = 0
     with_objects = 0
     per_class: dict[int, int] = {}
+    size_of = iter(sizes) if sizes is not None else None
     with storage.atomic_writer(storage.join(path, LINES), "w", encoding="utf-8") as fh:
         for name, ps in zip(names, preds, strict=True):
-            fh.write(json.dumps({"file_name": name, "predictions": ps}, separators=(",", ":")) + "\n")
+            rec: dict[str, Any] = {"file_name": name, "predictions": ps}
+            if size_of is not None:
+                w, h = next(size_of)
+                if w and h:
+                    rec.update(width=int(w), height=int(h))
+            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
             count += 1
             objects += len(ps)
             with_objects += bool(ps)
@@ -176,6 +201,18 @@ def iter_records(path: str) -> Iterator[tuple[str, list[Prediction]]]:
             if line.strip():
                 rec = json.loads(line)
                 yield str(rec["file_name"]), rec["predictions"]
+
+
+def iter_sized_records(path: str) -> Iterator[tuple[str, list[Prediction], tuple[int, int] | None]]:
+    """``(file_name, predictions, (width, height) or None)`` per sample, streaming."""
+    if not path or not read_meta(path).get("active"):
+        return
+    with storage.local_path(storage.join(path, LINES)).open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                rec = json.loads(line)
+                size = (int(rec["width"]), int(rec["height"])) if "width" in rec and "height" in rec else None
+                yield str(rec["file_name"]), rec["predictions"], size
 
 
 def debug_dir(path: str) -> str:

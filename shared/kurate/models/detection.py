@@ -29,6 +29,7 @@ from kurate.errors import ConfigError, KurateError
 from kurate.io import filelist, storage
 from kurate.io import predictions as preds_io
 from kurate.media import image, samples
+from kurate.models import coco
 
 log = logging.getLogger("kurate.models.detection")
 
@@ -148,9 +149,23 @@ def _state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
     return obj
 
 
+def weights_path(settings: dict[str, Any]) -> str:
+    """The weights file of ``settings``: its checkpoint, or torchvision's COCO weights found locally.
+
+    COCO weights are never downloaded: missing ones are a :class:`ConfigError` saying how to get them.
+    """
+    if settings.get("weights") != "coco":
+        return str(settings["checkpoint"])
+    arch = str(settings["architecture"])
+    found = coco.find_weights(arch)
+    if not found:
+        raise ConfigError("pretagging", coco.missing_weights_hint(arch))
+    return found
+
+
 def load_detector(settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """The detector of ``settings`` with its checkpoint's weights, and facts for the artifact's meta."""
-    path = str(settings["checkpoint"])
+    path = weights_path(settings)
     arch = str(settings["architecture"])
     try:
         with storage.local_copy(path) as local:  # a bucket object is downloaded to a temporary file
@@ -161,6 +176,8 @@ def load_detector(settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     cats = list(settings.get("categories") or [])
     options: dict[str, Any] = {}
     num_classes = max((int(c["id"]) for c in cats), default=0) + 1
+    if settings.get("weights") == "coco":
+        num_classes = len(coco.COCO_LABELS)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         if obj.get("architecture") != arch:
             raise ConfigError(
@@ -205,7 +222,13 @@ def load_detector(settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
         )
     model.load_state_dict(state, strict=True)
     model.eval()
-    info = {"architecture": arch, "num_classes": num_classes, "categories": cats, "options": options}
+    info = {
+        "architecture": arch,
+        "num_classes": num_classes,
+        "categories": cats,
+        "options": options,
+        "weights": path,
+    }
     return model, info
 
 
@@ -279,6 +302,7 @@ def predict_files(
     model, info = load_detector(settings)
     model = model.to(dev)
     thr = float(settings.get("score_threshold", 0.5))
+    keep, categories = preds_io.kept_classes(info["categories"], settings.get("classes"))
     loader = torch.utils.data.DataLoader(
         _Stream(files, max_pixels),
         batch_size=int(settings.get("batch_size", 8)),
@@ -286,6 +310,7 @@ def predict_files(
         collate_fn=list,
     )
     results: dict[int, list[preds_io.Prediction]] = {}
+    sizes: dict[int, tuple[int, int]] = {}
     failed: list[list[str]] = []
     start = time.perf_counter()
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=not progress, mininterval=1.0)
@@ -301,7 +326,10 @@ def predict_files(
                     outputs = model([t.to(dev) for _, t in ok])
                     for (row, t), out in zip(ok, outputs, strict=True):
                         ps = _convert(out, thr, t.shape[2], t.shape[1])
+                        if keep is not None:
+                            ps = [p for p in ps if p["category_id"] in keep]
                         results[row] = ps
+                        sizes[row] = (int(t.shape[2]), int(t.shape[1]))
                         if on_image is not None and on_image.wants(row):
                             on_image.add(row, _to_pil(t), ps)
                 bar.update(len(batch))
@@ -309,16 +337,19 @@ def predict_files(
         bar.close()
     seconds = time.perf_counter() - start
     preds = [results.get(r, []) for r in range(len(files))]
+    what = "built-in detector" if settings.get("builtin") else "model"
     meta = {
-        "source": f"model {info['architecture']} from {settings['checkpoint']}",
-        "categories": info["categories"],
+        "source": f"{what} {info['architecture']} from {info['weights']}",
+        "categories": categories,
         "score_threshold": thr,
         "model": {
             "architecture": info["architecture"],
             "num_classes": info["num_classes"],
             "options": info["options"],
-            "checkpoint": str(settings["checkpoint"]),
+            "checkpoint": info["weights"],
+            **({"classes": list(settings["classes"])} if settings.get("classes") else {}),
         },
+        "image_sizes": [list(sizes.get(r, (0, 0))) for r in range(len(files))],
         "device": str(dev),
         "seconds": round(seconds, 3),
         "images_per_second": round(len(files) / seconds, 2) if seconds > 0 else 0.0,

@@ -1,11 +1,20 @@
-"""Pretagging: object predictions for every clean sample, from a detector checkpoint or a user's file.
+"""Pretagging: object predictions for every clean sample, from a detector or a user's file.
 
-The settings live in the YAML/JSON file that ``pretagging_config`` names (relative to ``output_dir``,
-like ``checkpoint``); paths inside it are relative to that file's folder. Two sources::
+``pretagging_config`` (relative to ``output_dir``, like ``checkpoint``) names a YAML/JSON file in one of
+two formats; paths inside it are relative to that file's folder.
 
-    source: model                                   # a torchvision detector from a checkpoint
+**Lightly's requirements file** (``min_requirements.json``): a mapping ``{class name: minimum number of
+objects}``, e.g. ``{"person": 1, "car": 2}``. It runs the **built-in detector** (as Lightly's pretagging
+did, see :func:`builtin_settings`) and only samples satisfying *every* requirement -- at least that many
+objects of each named class -- are selected (Lightly: "Only images satisfying all declared requirements
+will be selected"). ``pretagging=True`` without ``pretagging_config`` runs the built-in detector with no
+requirements.
+
+**kurate's settings**, two sources::
+
+    source: model                                   # a torchvision detector
     architecture: fasterrcnn_mobilenet_v3_large_320_fpn
-    checkpoint: detector.pt
+    checkpoint: detector.pt                         # omitted: torchvision's COCO weights, found locally
     categories: [__background__, person, car]       # the model's label ids: list index = id
     score_threshold: 0.5                            # keep predictions scoring at least this
 
@@ -13,9 +22,10 @@ like ``checkpoint``); paths inside it are relative to that file's folder. Two so
     predictions: lightly/.lightly/predictions       # Lightly's folder, a task folder, or a .json/.jsonl file
     task_name: my-detector                          # which task, if the folder has several
 
-:func:`load_settings` validates the file when the run is planned (one line naming the key on error),
-so a bad file stops the run before anything happens. This module is pure Python: torch is imported
-only by :mod:`kurate.models.detection`, when the model source runs.
+Both take ``classes`` (keep only predictions of these class names) and ``min_requirements`` (the
+requirements above). :func:`load_settings` validates the file when the run is planned (one line naming
+the key on error), so a bad file stops the run before anything happens. This module is pure Python:
+torch is imported only by :mod:`kurate.models.detection`, when the model source runs.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from kurate.errors import ConfigError
 from kurate.io import filelist, storage
 from kurate.io import predictions as preds_io
 from kurate.io.names import UnsafeNameError, inside
+from kurate.models import coco
 
 log = logging.getLogger("kurate.models.pretag")
 
@@ -49,7 +60,7 @@ ARCHITECTURES = (
     "fcos_tiny",
 )
 DEVICES = ("auto", "cpu", "cuda")
-_COMMON = {"source", "score_threshold", "categories", "debug_max_images"}
+_COMMON = {"source", "score_threshold", "categories", "debug_max_images", "classes", "min_requirements"}
 _MODEL_KEYS = _COMMON | {"architecture", "checkpoint", "model_options", "batch_size", "num_workers", "device"}
 _PRED_KEYS = _COMMON | {"predictions", "task_name"}
 DEFAULT_DEBUG_IMAGES = 100
@@ -64,10 +75,77 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def builtin_settings(requirements: dict[str, int] | None = None, file: str = "") -> dict[str, Any]:
+    """The built-in detector (``pretagging=True`` alone, or with Lightly's requirements file ``file``).
+
+    Lightly's was a Faster R-CNN with a ResNet-50 backbone detecting seven road classes; kurate's is
+    torchvision's COCO Faster R-CNN ResNet-50 FPN (v2 weights, ``coco.BUILTIN_ARCHITECTURE``) keeping
+    those seven classes. Its weights are found locally, never downloaded (:mod:`kurate.models.coco`).
+    """
+    return {
+        "source": "model",
+        "builtin": True,
+        "file": file,
+        "architecture": coco.BUILTIN_ARCHITECTURE,
+        "checkpoint": "",
+        "weights": "coco",
+        "categories": coco.categories(),
+        "classes": list(coco.LIGHTLY_CLASSES),
+        "score_threshold": 0.5,
+        "debug_max_images": DEFAULT_DEBUG_IMAGES,
+        "model_options": {},
+        "batch_size": 4,
+        "num_workers": 0,
+        "device": "auto",
+        "min_requirements": dict(requirements or {}),
+    }
+
+
+def check_weights_here(settings: dict[str, Any]) -> None:
+    """Refuse at start (exit 2) when the COCO weights ``settings`` need are not on this machine.
+
+    For runs on this machine only: a cluster's pretag image brings its own (baked) weights.
+    """
+    if settings.get("weights") == "coco" and not coco.find_weights(str(settings["architecture"])):
+        raise ConfigError("pretagging", coco.missing_weights_hint(str(settings["architecture"])))
+
+
+def is_requirements_file(data: Any) -> bool:
+    """Lightly's requirements file: a mapping ``{class name: minimum count}`` (it has no ``source``)."""
+    return (
+        isinstance(data, dict)
+        and "source" not in data
+        and all(isinstance(k, str) for k in data)
+        and all(_int(v) for v in data.values())
+    )
+
+
+def _requirements(value: Any, path: str, key: str, known: Sequence[str] | None) -> dict[str, int]:
+    """``{class name: minimum number of objects}``, the names checked against ``known`` when given."""
+    if not isinstance(value, dict):
+        raise _fail(path, key, "a mapping {class name: minimum number of objects}")
+    out: dict[str, int] = {}
+    for k, v in value.items():
+        where = f"{key}.{k}" if key else repr(k)
+        if not isinstance(k, str) or not k:
+            raise _fail(path, where, "a class name")
+        if not (_int(v) and v >= 0):
+            raise _fail(path, where, f"got {v!r}; allowed: an int >= 0 (the minimum number of objects)")
+        if known is not None and k not in known:
+            raise _fail(path, where, f"not a class of the detector; allowed: {', '.join(known)}")
+        out[k] = int(v)
+    return out
+
+
 def load_settings(path: str) -> dict[str, Any]:
-    """The validated settings of the file ``path`` (paths in it made absolute), or :class:`ConfigError`."""
+    """The validated settings of the file ``path`` (paths in it made absolute), or :class:`ConfigError`.
+
+    ``path`` empty: the built-in detector (``pretagging=True`` alone).
+    """
     import yaml
 
+    if not path:
+        return builtin_settings()
     try:
         text = storage.read_text(path)
     except (FileNotFoundError, IsADirectoryError):
@@ -76,11 +154,23 @@ def load_settings(path: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise _fail(path, "", f"not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if is_requirements_file(data):
+        names = [str(c["name"]) for c in coco.categories(coco.LIGHTLY_CLASSES)]
+        return builtin_settings(_requirements(data, path, "", sorted(names)), file=path)
     if not isinstance(data, dict):
-        raise _fail(path, "", "expected a mapping of settings (source: model | predictions, ...)")
+        raise _fail(
+            path,
+            "",
+            "expected Lightly's requirements file ({class name: minimum count}) or kurate's settings "
+            "(source: model | predictions, ...)",
+        )
     source = data.get("source")
     if source not in SOURCES:
-        raise _fail(path, "source", f"got {source!r}; allowed: {', '.join(SOURCES)}")
+        raise _fail(
+            path,
+            "source",
+            f"got {source!r}; allowed: {', '.join(SOURCES)} (or a requirements file {{class name: count}})",
+        )
     allowed = _MODEL_KEYS if source == "model" else _PRED_KEYS
     for key in data:
         if key not in allowed:
@@ -100,6 +190,7 @@ def load_settings(path: str) -> dict[str, Any]:
         return full
 
     out: dict[str, Any] = {"source": source, "file": path}
+    schema_cats: list[dict[str, Any]] = []
     thr_default = 0.5 if source == "model" else 0.0
     thr = data.get("score_threshold", thr_default)
     if not (isinstance(thr, int | float) and not isinstance(thr, bool) and 0 <= thr <= 1):
@@ -122,7 +213,13 @@ def load_settings(path: str) -> dict[str, Any]:
         if arch not in ARCHITECTURES:
             raise _fail(path, "architecture", f"got {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
         out["architecture"] = arch
-        out["checkpoint"] = file_key("checkpoint", folder_ok=False)
+        if data.get("checkpoint") is None:  # torchvision's COCO weights, found on this machine
+            if arch not in coco.WEIGHT_FILES:
+                raise _fail(path, "checkpoint", f"missing; {arch} has no COCO weights, name a checkpoint")
+            out.update(checkpoint="", weights="coco")
+            out["categories"] = out["categories"] or coco.categories()
+        else:
+            out["checkpoint"] = file_key("checkpoint", folder_ok=False)
         if not out["categories"]:
             raise _fail(path, "categories", "missing; the model's class names, list index = label id")
         opts = data.get("model_options", {}) or {}
@@ -148,6 +245,31 @@ def load_settings(path: str) -> dict[str, Any]:
         p = out["predictions"]
         if storage.is_file(p) and not p.lower().endswith((".json", ".jsonl")):
             raise _fail(path, "predictions", f"{p}: allowed: a folder, or a .json / .jsonl file")
+        if not out["categories"] and storage.is_folder(p):  # a Lightly folder names its classes
+            try:
+                schema_cats = preds_io.read_schema(preds_io.lightly_task_dir(p, task))
+            except preds_io.BadPredictions as exc:
+                raise _fail(path, "predictions", str(exc)) from None
+            except FileNotFoundError:
+                pass
+    names_of = out["categories"] or schema_cats
+    known = [str(c["name"]) for c in names_of] or None
+    classes = data.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise _fail(path, "classes", "a list of class names to keep")
+        bad = [c for c in classes if known is not None and c not in known]
+        if bad:
+            raise _fail(
+                path,
+                "classes",
+                f"{bad[0]!r} is not a class of the detector; allowed: {', '.join(known or [])}",
+            )
+        out["classes"] = list(classes)
+        known = list(classes)
+    out["min_requirements"] = _requirements(
+        data.get("min_requirements") or {}, path, "min_requirements", known
+    )
     return out
 
 
@@ -285,7 +407,8 @@ def from_predictions(
                 out.append(records.get(name, []))
     except preds_io.BadPredictions as exc:
         raise ConfigError(KEY, f"{settings.get('file', '')}: predictions: {exc}") from None
-    out = [[p for p in ps if p["score"] >= thr] for ps in out]
+    keep, categories = preds_io.kept_classes(categories, settings.get("classes"))
+    out = [[p for p in ps if p["score"] >= thr and (keep is None or p["category_id"] in keep)] for ps in out]
     for name, why in bad[:20]:
         log.warning("skipped predictions of %s: %s", name, why)
     if missing:

@@ -1,11 +1,13 @@
-"""Bake Lightly's pretrained model-zoo weights into a folder when an image is *built*.
+"""Bake pretrained weights into a folder when an image is *built*: Lightly's model zoo, COCO detectors.
 
 kurate never downloads weights at run time (clusters are often offline). The embed image's build
 runs ``python -m kurate.models.weights /opt/kurate/weights resnet-18/simclr/d32/w1.0`` (build arg
 ``PRETRAINED_WEIGHTS``) and sets ``KURATE_WEIGHTS_DIR`` there; at run time
-:func:`kurate.models.embedding.find_pretrained` finds the file under the model-zoo URL's basename. Every
-baked file is loaded into the model it is for before the build goes on, so a broken download
-fails the build, not a run.
+:func:`kurate.models.embedding.find_pretrained` finds the file under the model-zoo URL's basename.
+The pretag image's build runs ``python -m kurate.models.weights /opt/kurate/weights --detector default``
+(build arg ``DETECTOR_WEIGHTS``: ``default`` is the built-in pretagging detector, or torchvision detector
+names) and the pretag phase finds them the same way (:mod:`kurate.models.coco`). Every baked file is
+loaded into the model it is for before the build goes on, so a broken download fails the build, not a run.
 """
 
 from __future__ import annotations
@@ -76,21 +78,89 @@ def bake(keys: Sequence[str], dest: str, from_file: str = "") -> list[str]:
     return written
 
 
-def main(argv: Sequence[str]) -> int:
-    """``python -m kurate.models.weights DEST [KEY ...] [--from-file PATH]``.
+def detector_names(names: Sequence[str]) -> list[str]:
+    """The torchvision detectors of ``names`` (``default``: the built-in one; ``all``: every one)."""
+    from kurate.models import coco
 
-    Default key: resnet-18/simclr/d32/w1.0.
+    out: list[str] = []
+    for n in names:
+        picked = (
+            list(coco.WEIGHT_FILES) if n == "all" else [coco.BUILTIN_ARCHITECTURE if n == "default" else n]
+        )
+        for arch in picked:
+            if arch not in coco.WEIGHT_FILES:
+                raise ConfigError(
+                    "DETECTOR_WEIGHTS", f"got {n!r}; allowed: default, all, {', '.join(coco.WEIGHT_FILES)}"
+                )
+            if arch not in out:
+                out.append(arch)
+    return out
+
+
+def bake_detectors(names: Sequence[str], dest: str, from_file: str = "") -> list[str]:
+    """Put torchvision's COCO weights of every detector of ``names`` into ``dest`` under their file name.
+
+    Each is verified by loading it into its detector (``from_file``: copy that file instead of
+    downloading, for a single detector). Returns the written paths.
+    """
+    from kurate.models import coco
+
+    archs = detector_names(names)
+    if from_file and len(archs) != 1:
+        raise ConfigError("--from-file", "takes exactly one detector")
+    os.makedirs(dest, exist_ok=True)
+    written = []
+    for arch in archs:
+        target = os.path.join(dest, coco.WEIGHT_FILES[arch])
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest)
+        os.close(fd)
+        try:
+            if from_file:
+                shutil.copyfile(from_file, tmp)
+            else:
+                import torch.hub
+
+                torch.hub.download_url_to_file(
+                    coco.DOWNLOAD_BASE + coco.WEIGHT_FILES[arch], tmp, progress=False
+                )
+            from kurate.models.detection import load_detector
+
+            settings = {"architecture": arch, "checkpoint": tmp, "categories": coco.categories()}
+            try:
+                load_detector({**settings, "weights": "file"})
+            except KurateError as exc:
+                raise KurateError(f"weights for {arch} do not load: {exc}") from None
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        written.append(target)
+    return written
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m kurate.models.weights DEST [KEY ...] [--detector NAME ...] [--from-file PATH]``.
+
+    Default key: resnet-18/simclr/d32/w1.0, unless only detectors are asked for.
     """
     p = argparse.ArgumentParser(prog="python -m kurate.models.weights", description=__doc__)
     p.add_argument("dest", help="folder to bake into (the image's KURATE_WEIGHTS_DIR)")
     p.add_argument("keys", nargs="*", help=f"model-zoo keys (default: {DEFAULT_KEY}; 'all' for every one)")
+    p.add_argument(
+        "--detector",
+        nargs="+",
+        default=[],
+        help="COCO detectors: 'default' (the built-in pretagging detector), 'all', or torchvision names",
+    )
     p.add_argument("--from-file", default="", help="copy this local file instead of downloading")
     a = p.parse_args(list(argv))
-    keys = a.keys or [DEFAULT_KEY]
+    keys = a.keys or ([] if a.detector else [DEFAULT_KEY])
     if keys == ["all"]:
         keys = list(zoo_entries())
     try:
-        for path in bake(keys, a.dest, a.from_file):
+        for path in bake(keys, a.dest, a.from_file) if keys else []:
+            print(path)
+        for path in bake_detectors(a.detector, a.dest, "" if keys else a.from_file):
             print(path)
     except KurateError as exc:
         print(f"kurate: error: {exc}", file=sys.stderr)

@@ -271,7 +271,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "scorer": sel_extra.get("scorer")
             or {"active": False, "reason": "the selection did not record a scorer"},
             # Lightly's embeddings-file columns: masked rows take no part, selected ones are kept
-            **{k: sel_extra[k] for k in ("masked", "preselected") if k in sel_extra},
+            **{k: sel_extra[k] for k in ("masked", "preselected", "requirements") if k in sel_extra},
         },
         "pretagging": pretag_report,
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
@@ -402,6 +402,7 @@ def _pretagging_outputs(
             inside(storage.join(pdir, "debug"), rel), storage.read_bytes(inside(debug_src, rel))
         )
     counts = pretag.class_counts(src, set(sampled))
+    boxes_json = _lightly_bounding_boxes(src, storage.join(run_dir, "data", "bounding_boxes.json"))
     section: dict[str, Any] = {
         "active": True,
         "source": meta.get("source", ""),
@@ -419,6 +420,7 @@ def _pretagging_outputs(
         "debug_images": "pretagging/debug/" if debug_files else None,
         "debug_image_count": len(debug_files),
         "weak_labels": None,
+        "bounding_boxes": "data/bounding_boxes.json" if boxes_json else None,
     }
     if weak_labels is not None:
         storage.write_text(
@@ -426,6 +428,44 @@ def _pretagging_outputs(
         )
         section["weak_labels"] = "data/weak_labels.json"
     return section
+
+
+def _lightly_bounding_boxes(predictions: str, uri: str) -> bool:
+    """Lightly's pretagging output, ``data/bounding_boxes.json``, when the detector ran here.
+
+    One entry per sample: ``{"filename", "boxes": [[x1, y1, x2, y2], ...] (relative to the image's
+    width and height), "labels": [class names], "scores": [...]}``. Needs each image's size, which only
+    a detector run records: with predictions from a file it is not written (Lightly wrote it only for
+    its own model).
+    """
+    from kurate.io import predictions as preds_io
+
+    names = preds_io.category_names(list(preds_io.read_meta(predictions).get("categories") or []))
+    entries = []
+    for name, ps, size in preds_io.iter_sized_records(predictions):
+        if size is None:  # not decoded (predictions from a file, or an image the detector could not read)
+            continue
+        w, h = size
+        entries.append(
+            {
+                "filename": name,
+                "boxes": [
+                    [
+                        round(p["bbox"][0] / w, 6),
+                        round(p["bbox"][1] / h, 6),
+                        round((p["bbox"][0] + p["bbox"][2]) / w, 6),
+                        round((p["bbox"][1] + p["bbox"][3]) / h, 6),
+                    ]
+                    for p in ps
+                ],
+                "labels": [preds_io.name_of(int(p["category_id"]), names) for p in ps],
+                "scores": [p["score"] for p in ps],
+            }
+        )
+    if not entries:
+        return False
+    storage.write_text(uri, json.dumps(entries, indent=1))
+    return True
 
 
 def _weak_labels(inputs: RunInputs, config: dict[str, Any], sampled: Sequence[str]) -> dict[str, Any] | None:

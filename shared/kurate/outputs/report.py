@@ -67,6 +67,7 @@ SELECTION_KEYS = (
     "scorer",
     "masked",
     "preselected",
+    "requirements",
 )
 
 COLORS = {

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kurate.errors import ConfigError
 from kurate.io import filelist, storage
 from kurate.io import predictions as preds_io
 from kurate.io.timing import timed
@@ -32,12 +31,7 @@ def run_pretag(clean_in: str, predictions_out: str, config: dict[str, Any]) -> d
     if not config.get("pretagging", False):
         log.info("pretagging is off: no object predictions (the scorer stays inactive)")
         return preds_io.write_inactive(predictions_out, "pretagging=False")
-    settings = config.get("settings")
-    if not settings:
-        path = str(config.get("pretagging_config") or "")
-        if not path:
-            raise ConfigError("pretagging_config", "missing; pretagging=True needs a settings file")
-        settings = pretag.load_settings(path)
+    settings = config.get("settings") or pretag.load_settings(str(config.get("pretagging_config") or ""))
     files = filelist.read(clean_in)
     debug = None
     if config.get("pretagging_debug", False):
@@ -55,13 +49,14 @@ def run_pretag(clean_in: str, predictions_out: str, config: dict[str, Any]) -> d
         debug.names = preds_io.category_names(list(meta.get("categories") or []))
         for row, img, _ in samples.iter_samples(files, sorted(debug.rows), max_pixels):
             debug.add(row, img, preds[row])
+    sizes = meta.pop("image_sizes", None)  # the detector's: Lightly's normalised boxes need them
     meta = {
         **meta,
         "root": files.root,
         "settings": {k: v for k, v in settings.items() if k != "categories"},
         "debug_images": debug.written if debug is not None else 0,
     }
-    full = preds_io.write(predictions_out, files.names, preds, meta)
+    full = preds_io.write(predictions_out, files.names, preds, meta, sizes)
     log.info(
         "pretagging: %d object(s) in %d of %d sample(s) (%s)",
         full["objects"],

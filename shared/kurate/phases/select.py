@@ -6,18 +6,19 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from kurate.errors import ConfigError, SelectionError
 from kurate.io import embeddings_io, filelist
+from kurate.io import predictions as preds_io
 from kurate.io.timing import timed
 from kurate.phases import _entry
 from kurate.pool import datapool
 from kurate.selection import coreset as selection
-from kurate.selection import scorer, sequences
+from kurate.selection import requirements, scorer, sequences
 
 log = logging.getLogger("kurate.selection.coreset")
 
@@ -52,6 +53,7 @@ def run_select(
     min_distance = float(sc.get("min_distance", -1))
     min_d = None if min_distance == -1 else min_distance
     flags = _flags(embeddings_in, len(names), meta, warnings)
+    _requirements(config, predictions_in, names, flags, warnings)
     normalized = bool(config.get("normalize_embeddings", True))
     emb = selection.normalize(x) if normalized else x
     if pool is not None and normalized:
@@ -59,6 +61,11 @@ def run_select(
     length = int(config.get("selected_sequence_length", 1) or 1)
     seq_extra: dict[str, Any] = {}
     if length > 1:
+        if flags.requirements:
+            raise ConfigError(
+                "pretagging_config",
+                f"pretagging requirements do not combine with selected_sequence_length={length}",
+            )
         if flags.excluded.any() or flags.preselected.any():
             raise ConfigError(
                 "embeddings",
@@ -197,9 +204,10 @@ def run_select(
 class _Flags:
     """Rows that never take part in the selection, and rows already selected (kept)."""
 
-    excluded: np.ndarray  # bool per row: masked in the embeddings file
+    excluded: np.ndarray  # bool per row: masked in the embeddings file, or pretagging requirements not met
     preselected: np.ndarray  # bool per row: `selected` in the embeddings file
     masked: int = 0
+    requirements: dict[str, Any] = field(default_factory=dict)  # what the requirements did
 
     def info(self, kept: int) -> dict[str, Any]:
         """What the selection's record (and the report) says about them."""
@@ -208,6 +216,8 @@ class _Flags:
             out["masked"] = self.masked
         if self.preselected.any():
             out["preselected"] = kept
+        if self.requirements:
+            out["requirements"] = self.requirements
         return out
 
 
@@ -233,6 +243,31 @@ def _flags(embeddings_in: str, n: int, meta: dict[str, Any], warnings: list[str]
     if (selected & ~masked).any():
         log.info("embeddings file: %d sample(s) already selected (kept)", int((selected & ~masked).sum()))
     return _Flags(excluded=masked, preselected=selected, masked=int(masked.sum()))
+
+
+def _requirements(
+    config: dict[str, Any], predictions_in: str | None, names: list[str], flags: _Flags, warnings: list[str]
+) -> None:
+    """Leave out the samples that do not meet the pretagging requirements (Lightly's requirements file)."""
+    wanted = dict(config.get("min_requirements") or {})
+    if not wanted:
+        return
+    if not predictions_in or not preds_io.read_meta(predictions_in).get("active"):
+        raise SelectionError("pretagging requirements are set but the run has no pretagging predictions")
+    ok, info = requirements.requirements_met(names, predictions_in, wanted)
+    flags.excluded |= ~ok
+    flags.requirements = info
+    log.info(
+        "pretagging requirements %s: %d of %d sample(s) meet them (only these can be selected)",
+        wanted,
+        info["met"],
+        info["samples"],
+    )
+    if info.get("unknown_classes"):
+        unknown = ", ".join(info["unknown_classes"])
+        warnings.append(f"pretagging requirements name class(es) the predictions never name: {unknown}")
+    if not info["met"]:
+        warnings.append(f"no sample meets the pretagging requirements {wanted}: nothing is selected")
 
 
 #: Where the coreset's greedy steps run: auto (a GPU when torch sees one and the embeddings are large

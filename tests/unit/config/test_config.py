@@ -298,7 +298,6 @@ def test_bad_location_names_the_key(override, key):
 @pytest.mark.parametrize(
     "overrides, key, says",
     [
-        (["pretagging=True"], "pretagging_config", "needs a settings file"),
         (["pretagging_debug=True"], "pretagging_debug", "needs pretagging=True"),
         (["append_weak_labels=True"], "append_weak_labels", "needs pretagging=True"),
     ],

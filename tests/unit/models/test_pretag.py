@@ -63,7 +63,7 @@ def test_predictions_settings_accept_json(tmp_path):
         (TINY, "categories: missing"),
         (TINY + "categories: [bg, a]\nbatch_size: 0\n", "batch_size: got 0"),
         (TINY + "categories: {1: a, one: b}\n", "categories: category id 'one' is not an integer"),
-        ("- just\n- a list\n", "expected a mapping"),
+        ("- just\n- a list\n", "expected Lightly's requirements file"),
         ("source: [unclosed\n", "not valid YAML"),
     ],
 )

@@ -110,3 +110,41 @@ def test_a_file_without_the_columns_changes_nothing(tmp_path):
     sel, extra = _select(tmp_path, "sel")
     assert sel.names == [names[int(i)] for i in coreset.coreset(x, n_samples=10)]
     assert "masked" not in extra and "preselected" not in extra and "preselected" not in sel.columns
+
+
+def _predictions(tmp: Path, names: list[str], people: dict[int, int], cars: dict[int, int]) -> str:
+    from kurate.io import predictions as preds_io
+
+    def box(cid: int) -> dict:
+        return {"category_id": cid, "bbox": [1, 1, 4, 4], "score": 0.9}
+
+    preds = [[box(1)] * people.get(i, 0) + [box(3)] * cars.get(i, 0) for i in range(len(names))]
+    cats = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
+    preds_io.write(str(tmp / "preds"), names, preds, {"source": "test", "categories": cats})
+    return str(tmp / "preds")
+
+
+def test_only_samples_meeting_the_pretagging_requirements_are_selected(tmp_path):
+    names, x = _world(tmp_path, selected={2})
+    people = {i: 1 + i % 2 for i in range(0, N, 3)}  # every third sample has 1 or 2 persons
+    cars = {i: 2 for i in range(0, N, 2)}  # every second one 2 cars
+    preds = _predictions(tmp_path, names, people, cars)
+    cfg = {"stopping_condition": {"n_samples": 6}, "min_requirements": {"person": 1, "car": 2}}
+    extra = run_select(str(tmp_path / "emb"), str(tmp_path / "files"), str(tmp_path / "sel"), cfg, preds)
+    sel = filelist.read(str(tmp_path / "sel"))
+    ok = [i for i in range(N) if people.get(i, 0) >= 1 and cars.get(i, 0) >= 2]  # multiples of 6
+    assert len(ok) == 7 and len(sel.names) == 6 and {names.index(n) for n in sel.names} < set(ok)
+    keep = np.array(ok)
+    assert sel.names == [names[int(keep[i])] for i in coreset.coreset(x[keep], n_samples=6)]
+    assert extra["requirements"] == {
+        "min_requirements": {"person": 1, "car": 2},
+        "samples": N,
+        "met": len(ok),
+        "not_met": N - len(ok),
+    }
+    assert extra["preselected"] == 0  # sample 2 is selected in the file but does not meet them
+    strict = {"stopping_condition": {"n_samples": 6}, "min_requirements": {"person": 3, "bus": 0}}
+    extra = run_select(str(tmp_path / "emb"), str(tmp_path / "files"), str(tmp_path / "none"), strict, preds)
+    assert filelist.read(str(tmp_path / "none")).names == []
+    assert extra["requirements"]["unknown_classes"] == ["bus"]
+    assert any("no sample meets" in w for w in extra["warnings"])
