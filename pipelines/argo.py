@@ -148,7 +148,7 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
             "embed",
             "embed",
             "embed",
-            ["clean", "model"],
+            ["clean", "model", "predictions"],
             ["embeddings"],
             extra_args=[
                 "--shard-index",
@@ -207,6 +207,12 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
                 dependencies=["ingest"],
             )
             Task(
+                name="pretag",
+                template=pretag,
+                arguments=[cfg("pretag"), art("clean", "check")],
+                dependencies=["check"],
+            )
+            Task(
                 name="train",
                 template=train,
                 arguments=[cfg("train"), art("clean", "check")],
@@ -221,17 +227,12 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
                     Parameter(name="shard_count", value="{{workflow.parameters.embed_shards}}"),
                     art("clean", "check"),
                     art("model", "train"),
+                    art("predictions", "pretag"),
                 ],
                 with_sequence=Sequence(count=IntOrString("{{workflow.parameters.embed_shards}}")),
-                dependencies=["check", "train"],
+                dependencies=["check", "train", "pretag"],
             )
             Task(name="merge", template=merge, dependencies=["embed"])
-            Task(
-                name="pretag",
-                template=pretag,
-                arguments=[cfg("pretag"), art("clean", "check")],
-                dependencies=["check"],
-            )
             Task(
                 name="select",
                 template=select,

@@ -112,24 +112,26 @@ def build_pipeline(
         _cluster(trained, "train", "train", opts, target)
         _gpu(trained, opts, target, opts.train_gpu_count)
 
+        tagged = pretag(config=pretag_config, clean=checked.outputs["clean"]).set_display_name("pretag")
+        _cluster(tagged, "pretag", "pretag", opts, target)
+        _gpu(tagged, opts, target, opts.pretag_gpu_count)
+
         plan = shards(count=embed_shards).set_display_name("embed-shards")
         _cluster(plan, "shards", "base", opts, target)
         with dsl.ParallelFor(plan.output, name="embed-shard") as shard_index:
+            # embed takes the predictions too: with object_level its samples are the boxes' crops
             embedded = embed(
                 config=embed_config,
                 clean=checked.outputs["clean"],
                 shard_index=shard_index,
                 shard_count=embed_shards,
                 model=trained.outputs["model"],
+                predictions=tagged.outputs["predictions"],
             ).set_display_name("embed")
             _cluster(embedded, "embed", "embed", opts, target)
             _gpu(embedded, opts, target)
         merged = merge(shards=dsl.Collected(embedded.outputs["embeddings"])).set_display_name("merge")
         _cluster(merged, "merge", "base", opts, target)
-
-        tagged = pretag(config=pretag_config, clean=checked.outputs["clean"]).set_display_name("pretag")
-        _cluster(tagged, "pretag", "pretag", opts, target)
-        _gpu(tagged, opts, target, opts.pretag_gpu_count)
 
         selected = select(
             config=select_config,

@@ -3,7 +3,7 @@
 from kfp import dsl
 
 from kurate.deploy.images import image_for
-from kurate.io.artifacts import EmbeddingsArtifact, FileListArtifact, ModelArtifact
+from kurate.io.artifacts import EmbeddingsArtifact, FileListArtifact, ModelArtifact, PredictionsArtifact
 
 
 @dsl.component(base_image=image_for("embed"), install_kfp_package=False)
@@ -14,10 +14,12 @@ def embed(
     shard_index: int = 0,
     shard_count: int = 1,
     model: dsl.Input[ModelArtifact] = None,  # type: ignore[assignment]  # optional input (KFP: default None)
+    predictions: dsl.Input[PredictionsArtifact] = None,  # type: ignore[assignment]  # optional input
 ):
     """Embed the clean samples, or their shard ``shard_index`` of ``shard_count`` (config: embed keys).
 
-    ``model``: the train phase's output, if any.
+    ``model``: the train phase's output, if any. ``predictions``: the pretag phase's (object_level: the
+    samples are the crops of their boxes).
     """
     import json
 
@@ -30,4 +32,5 @@ def embed(
         shard_index,
         shard_count,
         model.path if model is not None else "",
+        predictions.path if predictions is not None else "",
     )

@@ -18,6 +18,7 @@ from kurate.config import lightly_keys
 from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError, StorageError
 from kurate.io import storage
+from kurate.media import crops
 from kurate.models import pretag
 from kurate.outputs import export
 
@@ -113,6 +114,7 @@ def _make_plan(cfg: DictConfig, now: float | None) -> RunPlan:
     tasks = {t: phase_config(cfg, t) for t in ("ingest", "check", "embed", "select", "export", "report")}
     tasks["pretag"] = _pretag_task(cfg, rel)
     _requirements_to_select(cfg, tasks)
+    _object_level_keys(cfg, tasks, input_dir, output_dir)
     tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
     tasks["check"]["max_image_pixels"] = int(cfg.corruptness_check.max_image_pixels)
     lc = cfg.lightly
@@ -372,6 +374,45 @@ def _pretag_task(cfg: DictConfig, rel: Any) -> dict[str, Any]:
         "settings": settings,
         "max_image_pixels": int(cfg.corruptness_check.max_image_pixels),
     }
+
+
+def _object_level_keys(
+    cfg: DictConfig, tasks: dict[str, dict[str, Any]], input_dir: str, output_dir: str
+) -> None:
+    """``object_level.*``: which predictions give the boxes, and each task's part of it.
+
+    The boxes come from this run's pretagging (``lightly_pretagging``, or the pretagging settings' own
+    task) or from a task of Lightly's ``.lightly/predictions`` folder in ``input_dir`` or ``output_dir``
+    (read by the pretag task, so it is found and checked now). embed cuts and embeds the crops
+    (``padding``), select counts them, export names the crop dataset.
+    """
+    ol = tasks["embed"].pop("object_level", None) or {}
+    task = str(ol.get("task_name") or "")
+    if not task:
+        return
+    settings = tasks["pretag"].get("settings") or {}
+    own_task = settings.get("source") == "predictions" and settings.get("task_name") == task
+    if task != crops.PRETAGGING_TASK and not own_task:
+        if cfg.pretagging:
+            raise ConfigError(
+                "object_level.task_name",
+                f"{task!r} is not this run's pretagging: the crops come from either pretagging "
+                f"(task_name={crops.PRETAGGING_TASK}) or your predictions (pretagging=False), not both",
+            )
+        tasks["pretag"] = {
+            "pretagging": False,
+            "objects": pretag.task_settings(task, [input_dir, output_dir]),
+        }
+    padding = float(ol.get("padding") or 0.0)
+    name = str(ol.get("crop_dataset_name") or "") or f"{_base_name(input_dir)}-crops"
+    tasks["embed"]["object_level"] = {"task_name": task, "padding": padding}
+    tasks["select"]["object_level"] = {"task_name": task}
+    tasks["export"]["object_level"] = {"task_name": task, "padding": padding, "crop_dataset_name": name}
+
+
+def _base_name(location: str) -> str:
+    """The last folder name of a path or URI (``crops`` when there is none)."""
+    return location.rstrip("/").rsplit("/", 1)[-1].split("://")[-1] or "crops"
 
 
 def _requirements_to_select(cfg: DictConfig, tasks: dict[str, dict[str, Any]]) -> None:

@@ -373,3 +373,55 @@ def test_a_failing_step_stops_the_workflow(compiled, tmp_path):
     with pytest.raises(StepFailed, match="ingest"):
         run_workflow(doc, params, tmp_path / "argo")
     assert not (tmp_path / "argo" / "pods" / "check").exists()  # nothing ran after the failure
+
+
+def test_object_level_runs_through_the_argo_steps(compiled, tmp_path):
+    """object_level through the compiled YAML's own commands: pretag reads the Lightly task, the two
+    embed shards cut the crops (their embeddings from a precomputed file of crop names), select and
+    export work on crops; the same crops and selection as the library's run."""
+    from kurate.config.load import compose_config
+    from kurate.media import crops
+    from kurate.phases.check import run_check
+    from kurate.phases.embed import run_embed
+    from kurate.phases.ingest import run_ingest
+    from kurate.phases.pretag import run_pretag
+    from kurate.phases.select import run_select
+    from kurate.plan import make_plan
+    from tests.unit.phases.test_object_level import make_world
+
+    (tmp_path / "in").mkdir()
+    make_world(tmp_path / "in")
+    plan = make_plan(
+        compose_config(
+            [
+                f"input_dir={tmp_path / 'in'}",
+                f"output_dir={tmp_path / 'out'}",
+                "run_directory=run",
+                "object_level.task_name=vehicles",
+                "stopping_condition.n_samples=3",
+            ]
+        )
+    )
+    t = plan.task_configs
+    lib = tmp_path / "lib"
+    run_ingest(str(lib / "files"), t["ingest"])
+    run_check(str(lib / "files"), str(lib / "clean"), str(lib / "corrupt"), str(lib / "dups"), {"workers": 1})
+    run_pretag(str(lib / "clean"), str(lib / "pred"), t["pretag"])
+    crop_names = crops.crop_list(filelist.read(str(lib / "clean")), str(lib / "pred"), 0.0).names
+    vectors = np.random.default_rng(2).standard_normal((len(crop_names), 8)).astype(np.float32)
+    embeddings_io.write_lightly_csv(str(tmp_path / "crops.csv"), crop_names, vectors)
+    t["embed"]["embeddings"] = str(tmp_path / "crops.csv")
+    params = {f"{p}_config": json.dumps(t[p]) for p in PHASES} | {"embed_shards": "2"}
+    (doc,) = docs(compiled["Workflow"])
+    outs = run_workflow(doc, params, tmp_path / "argo")
+    names, _, meta = embeddings_io.read_embeddings(str(outs["merge"]["embeddings"]))
+    assert names == crop_names and meta["shards"] == 2 and meta["object_level"]["crops"] == 8
+    run_embed(str(lib / "clean"), str(lib / "emb"), t["embed"], predictions_in=str(lib / "pred"))
+    run_select(str(lib / "emb"), str(lib / "files"), str(lib / "sel"), t["select"], str(lib / "pred"))
+    got = filelist.read(str(outs["select"]["selection"]))
+    assert got.names == filelist.read(str(lib / "sel")).names and len(got.names) == 3
+    run_dir = tmp_path / "out" / "run"
+    assert (run_dir / "filenames" / "sampled_crops.txt").read_text().split() == sorted(got.names)
+    assert sorted(p.name for p in (run_dir / "crops" / "in-crops").rglob("*.*")) == sorted(
+        n.rsplit("/", 1)[1] for n in got.names
+    )

@@ -69,7 +69,8 @@ def test_kfp_tasks_images_and_dependencies(compiled):
     assert _executor(spec, "comp-merge")["image"].endswith("/kurate-base:" + images.__version__)
     assert set(dag["check"]["dependentTasks"]) == {"ingest"}
     assert set(dag["train"]["dependentTasks"]) == {"check"}
-    assert set(dag["for-loop-1"]["dependentTasks"]) == {"check", "shards", "train"}
+    # embed takes pretag's predictions (object_level crops): the fan-out waits for pretag too
+    assert set(dag["for-loop-1"]["dependentTasks"]) == {"check", "shards", "train", "pretag"}
     assert set(dag["merge"]["dependentTasks"]) == {"for-loop-1"}
     assert set(dag["pretag"]["dependentTasks"]) == {"check"}
     assert set(dag["select"]["dependentTasks"]) == {"merge", "ingest", "pretag"}
@@ -82,6 +83,10 @@ def test_kfp_tasks_images_and_dependencies(compiled):
     assert set(inner) == {"embed"}
     assert inner["embed"]["inputs"]["artifacts"]["model"]["componentInputArtifact"].startswith(
         "pipelinechannel--"
+    )
+    assert (
+        inner["embed"]["inputs"]["artifacts"]["predictions"]["componentInputArtifact"]
+        == "pipelinechannel--pretag-predictions"
     )
     assert inner["embed"]["inputs"]["parameters"]["shard_index"]["componentInputParameter"].endswith(
         "loop-item"

@@ -402,7 +402,49 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
         )
+    _validate_object_level(cfg, has_pool)
     _check_locations(cfg)
+
+
+#: The largest ``object_level.padding``: a box ten times its own size around it is the whole image anyway.
+MAX_PADDING = 10.0
+
+
+def _validate_object_level(cfg: DictConfig, has_pool: bool) -> None:
+    """``object_level.*``: values, and what object-level selection does not combine with."""
+    ol = cfg.object_level
+    pad = _plain(ol.padding)
+    _need(
+        _is_num(pad) and math.isfinite(pad) and 0 <= pad <= MAX_PADDING,
+        "object_level.padding",
+        f"got {pad!r}; allowed: a number from 0 to {MAX_PADDING:g} (relative to the box size)",
+    )
+    name = _plain(ol.crop_dataset_name)
+    _need(
+        isinstance(name, str) and "/" not in name and "\\" not in name and name not in (".", ".."),
+        "object_level.crop_dataset_name",
+        f"got {name!r}; allowed: a folder name (no '/'), or '' for <input folder name>-crops",
+    )
+    task = _plain(ol.task_name)
+    _need(isinstance(task, str), "object_level.task_name", f"got {task!r}; allowed: a prediction task name")
+    if not task:
+        return
+    _need(
+        not has_pool,
+        "object_level.task_name",
+        "object-level selection does not work with a datapool yet; unset datapool.name/.dataset_id",
+    )
+    _need(
+        int(cfg.selected_sequence_length) == 1,
+        "object_level.task_name",
+        "object-level selection selects crops, not sequences; set selected_sequence_length=1",
+    )
+    if task == "lightly_pretagging":
+        _need(
+            bool(cfg.pretagging),
+            "object_level.task_name",
+            "lightly_pretagging is this run's pretagging: set pretagging=True",
+        )
 
 
 #: URI schemes kurate reads and writes (besides local paths).

@@ -214,6 +214,15 @@ class InputExpiration:
 
 
 @dataclass
+class ObjectLevel:
+    """``object_level.*``: select object crops instead of whole images (every predicted box is a sample)."""
+
+    task_name: str = ""  # prediction task whose boxes are cropped; lightly_pretagging = this run's pretagging
+    crop_dataset_name: str = ""  # folder of the selected crops in the run's outputs; '' = <input name>-crops
+    padding: float = 0.0  # boxes grow by this fraction of their width and height (0.1 = 10 %) before cropping
+
+
+@dataclass
 class Datasource:
     """``datasource.*`` (ingest phase)."""
 
@@ -315,6 +324,7 @@ class EmbedKeys:
     checkpoint: str = ""  # model checkpoint (relative to output_dir, or absolute/URI)
     embeddings: str = ""  # precomputed Lightly embeddings.csv; no embedding is computed
     lightly: LightlyConfig = field(default_factory=LightlyConfig)
+    object_level: ObjectLevel = field(default_factory=ObjectLevel)  # crops are embedded instead of images
 
 
 @dataclass

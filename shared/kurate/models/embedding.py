@@ -548,6 +548,50 @@ class _SampleStream(torch.utils.data.IterableDataset):
             yield self._failed(row, f"frame missing: the file holds {held} frame(s)")
 
 
+class _CropStream(torch.utils.data.IterableDataset):
+    """Object crops (``object_level``) as ``(row, tensor, ok, reason)``, cut in the loader workers.
+
+    The crops of one image (or all crops of one video's frames) form a unit, so each image is decoded
+    once; units (runs of up to 16 images) are dealt round-robin to the workers and rows put back in
+    order by :func:`embed_files`, as for videos.
+    """
+
+    def __init__(self, files: filelist.FileList, input_size: int, max_pixels: int) -> None:
+        from kurate.media import crops
+
+        self.files = files
+        self.size = int(input_size)
+        self.max_pixels = max_pixels
+        self.transform = build_transform(input_size)
+        videos = files.columns.get("video") or [""] * len(files)
+        self.units: list[list[int]] = []
+        last, parents, video_unit = None, 0, False
+        for row, (v, img) in enumerate(zip(videos, files.columns["image"], strict=True)):
+            key = v or img
+            if key != last:  # the crops of a new image (or of another video's frames)
+                if not self.units or v or video_unit or parents >= 16:
+                    self.units.append([])
+                    parents, video_unit = 0, bool(v)
+                parents += 1
+            self.units[-1].append(row)
+            last = key
+        self.padding = crops.padding_of(files)
+
+    def __iter__(self) -> Any:
+        from kurate.media import crops
+
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for u, rows in enumerate(self.units):
+            if u % n_workers != worker:
+                continue
+            for row, img, reason in crops.iter_crops(self.files, rows, self.max_pixels, self.padding):
+                if img is None:
+                    yield row, torch.zeros(3, self.size, self.size), False, reason
+                else:
+                    yield row, self.transform(img), True, ""
+
+
 def resolve_num_workers(num_workers: int) -> int:
     """-1 means every core this process may use."""
     if num_workers >= 0:
@@ -606,12 +650,15 @@ def embed_files(
 
     names = list(files.names)
     workers = resolve_num_workers(num_workers)
-    has_video = any(files.columns.get("video") or [])
-    dataset: torch.utils.data.Dataset = (
-        _SampleStream(files, input_size, max_pixels, threads=1 if workers else 0)
-        if has_video
-        else _ImageDataset(files.root, names, input_size, max_pixels)
-    )
+    is_crops = "image" in files.columns and "bbox" in files.columns  # object_level: the samples are crops
+    has_video = is_crops or any(files.columns.get("video") or [])  # both: a stream of indexed rows
+    dataset: torch.utils.data.Dataset
+    if is_crops:
+        dataset = _CropStream(files, input_size, max_pixels)
+    elif has_video:
+        dataset = _SampleStream(files, input_size, max_pixels, threads=1 if workers else 0)
+    else:
+        dataset = _ImageDataset(files.root, names, input_size, max_pixels)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=int(batch_size),

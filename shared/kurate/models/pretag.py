@@ -110,6 +110,51 @@ def check_weights_here(settings: dict[str, Any]) -> None:
         raise ConfigError("pretagging", coco.missing_weights_hint(str(settings["architecture"])))
 
 
+def task_settings(task: str, bases: Sequence[str]) -> dict[str, Any]:
+    """Settings reading the prediction task ``task`` of Lightly's ``.lightly/predictions`` folder.
+
+    For ``object_level.task_name``: the folder is looked for under each of ``bases`` in turn (the
+    input, then the output location, as Lightly kept it in its datasources); the task must be listed in
+    ``tasks.json`` (or be a folder there) and hold an object-detection ``schema.json``.
+    """
+    key = "object_level.task_name"
+    tried = []
+    for base in bases:
+        folder = storage.join(base, ".lightly", "predictions")
+        tried.append(folder)
+        listed: list[str] = []
+        if storage.is_file(storage.join(folder, "tasks.json")):
+            try:
+                found = preds_io.read_json(storage.join(folder, "tasks.json"))
+            except preds_io.BadPredictions as exc:
+                raise ConfigError(key, f"{folder}/tasks.json: {exc}") from None
+            listed = [str(t) for t in found] if isinstance(found, list) else []
+        if task not in listed and not storage.is_folder(storage.join(folder, task)):
+            continue
+        try:
+            task_dir = preds_io.lightly_task_dir(folder, task)
+            categories = preds_io.read_schema(task_dir)
+        except preds_io.BadPredictions as exc:
+            raise ConfigError(key, str(exc)) from None
+        except FileNotFoundError:
+            raise ConfigError(key, f"{folder}/{task}: no schema.json (task_type, categories)") from None
+        return {
+            "source": "predictions",
+            "file": "",
+            "predictions": folder,
+            "task_name": task,
+            "score_threshold": 0.0,
+            "debug_max_images": 0,
+            "categories": categories,
+            "min_requirements": {},
+        }
+    raise ConfigError(
+        key,
+        f"no prediction task {task!r}: looked for Lightly's .lightly/predictions/ in {' and '.join(tried)} "
+        "(tasks.json, <task>/schema.json and one JSON per image)",
+    )
+
+
 def is_requirements_file(data: Any) -> bool:
     """Lightly's requirements file: a mapping ``{class name: minimum count}`` (it has no ``source``)."""
     return (

@@ -6,12 +6,11 @@ mid-export leaves an incomplete directory that the next run with the same ``run_
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,8 +21,11 @@ from kurate.errors import CorruptFileError, KurateError
 from kurate.io import embeddings_io, filelist, storage
 from kurate.io.names import inside
 from kurate.media import formats, image
+from kurate.outputs import objects
 from kurate.outputs import report as run_report
 from kurate.outputs.inputs import RunInputs
+from kurate.outputs.textfiles import write_lines as _write_lines
+from kurate.outputs.textfiles import write_rows as _write_rows
 from kurate.selection.coreset import normalize
 
 log = logging.getLogger("kurate.outputs.export")
@@ -45,18 +47,6 @@ PIL_FORMAT = {
 def is_complete(run_dir: str) -> bool:
     """True if ``run_dir`` holds a finished run (its report.json exists)."""
     return storage.exists(storage.join(run_dir, REPORT_JSON))
-
-
-def _write_lines(uri: str, names: Sequence[str]) -> None:
-    storage.write_text(uri, "".join(f"{n}\n" for n in names))
-
-
-def _write_rows(uri: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")  # CRLF, as Lightly's CSVs; quotes names with \r or \n
-    w.writerow(header)
-    w.writerows(rows)
-    storage.write_text(uri, buf.getvalue())
 
 
 def _write_csv(uri: str, names: Sequence[str], x: np.ndarray) -> None:
@@ -168,11 +158,16 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
 
     # The four lists partition the input: corrupt (check + embed failures), duplicate, removed, sampled.
     embed_failed = [(str(n), str(r)) for n, r in inputs.emb_meta.get("failed", [])]
+    ol = config.get("object_level") or {}
+    selected = sorted(inputs.selection.names)  # the selected samples: images, or object-level crops
+    sampled = selected
+    if ol:  # the samples are crops: the lists are of the images holding a selected one
+        embed_failed = []  # a crop that could not be cut is a crop's failure (objects.py), not an image's
+        sampled = objects.images_of(inputs, selected)
     corrupt_rows = list(zip(inputs.corrupt.names, inputs.corrupt.columns.get("reason", []), strict=True))
     corrupt_rows += embed_failed
     corrupt_names = sorted(n for n, _ in corrupt_rows)
     duplicate_names = sorted(inputs.duplicates.names)
-    sampled = sorted(inputs.selection.names)
     sampled_set = set(sampled)
     failed_set = {n for n, _ in embed_failed}
     removed = sorted(n for n in inputs.clean.names if n not in sampled_set and n not in failed_set)
@@ -204,9 +199,10 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     _write_csv(storage.join(ddir, "normalized_embeddings.csv"), inputs.emb_names, xn)
     if config.get("dump_sampled_embeddings", True):
         pos = {n: i for i, n in enumerate(inputs.emb_names)}
-        rows = np.array([pos[n] for n in sampled], dtype=np.int64)
+        rows = np.array([pos[n] for n in selected], dtype=np.int64)
         sel = (xn if inputs.selection.extra.get("normalized", True) else x)[rows] if len(rows) else xn[:0]
-        _write_csv(storage.join(ddir, "selected_embeddings.csv"), sampled, sel)
+        _write_csv(storage.join(ddir, "selected_embeddings.csv"), selected, sel)
+    objects_report = objects.write_outputs(inputs, run_dir, ol, selected) if ol else {}
 
     frames = _frame_locations(inputs.files)
     dump_failed: list[str] = []
@@ -264,7 +260,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "method": sel_extra.get("method"),
             "requested": sel_extra.get("requested"),
             "min_distance": sel_extra.get("min_distance"),
-            "selected": len(sampled),
+            "selected": len(selected),  # object_level: crops (counts.selected: the images holding them)
             "stop_reason": sel_extra.get("stop_reason"),
             "device": sel_extra.get("device", "cpu"),
             "normalized_embeddings": sel_extra.get("normalized"),
@@ -277,6 +273,7 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
         **({"videos": videos_report} if videos_report else {}),
         **({"datapool": pool_report} if pool_report else {}),
+        **({"objects": objects_report} if objects_report else {}),
         "warnings": list(sel_extra.get("warnings", []))
         + notes
         + [f"could not dump {n}" for n in dump_failed],

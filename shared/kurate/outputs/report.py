@@ -33,6 +33,7 @@ from kurate import __version__
 from kurate.errors import CorruptFileError, KurateError
 from kurate.io import filelist, storage
 from kurate.media import image
+from kurate.outputs import objects
 from kurate.selection.coreset import normalize
 
 if TYPE_CHECKING:
@@ -827,7 +828,11 @@ def build(
         plots["pick_distances.png"] = plot_pick_distances(pick, min_d)
     pca_png, pca_note = plot_pca(stats, selected)
     plots["embedding_pca.png"] = pca_png
-    thumbs = {}
+    thumbs: dict[str, Any] = {}
+    ol = config.get("object_level") or {}
+    if ol:  # the samples are crops: cut them from their images
+        wanted = {p[key] for p in pairs for key in ("removed", "retained")}
+        thumbs = objects.thumbnails(inputs, float(ol.get("padding", 0.0)), wanted, THUMB_PX)
     for p in pairs:
         for key in ("removed", "retained"):
             if p[key] not in thumbs:
@@ -924,10 +929,11 @@ def _context(
         "summary": summary,
         "counts": counts,
         "partition": partition,
-        "selected_pct": 100.0 * int(counts["selected"]) / n_emb,
+        "selected_pct": 100.0 * int(summary["selection"].get("selected", counts["selected"])) / n_emb,
         "selection": sel,
         "scorer": sel.get("scorer") or {"active": False, "reason": "not recorded"},
         "pretagging": summary.get("pretagging") or {"active": False, "reason": "not recorded"},
+        "objects": summary.get("objects") or {},
         "warnings": [*summary.get("warnings", []), *_weights_warning(inputs.emb_meta)],
         "ignored": {k: ignored.get(k, 0) for k in ("other_extensions", "videos")},
         "phases": phases,

@@ -15,8 +15,9 @@ import numpy as np
 
 from kurate.errors import ConfigError, KurateError
 from kurate.io import embeddings_io, filelist, sharding
+from kurate.io import predictions as preds_io
 from kurate.io.timing import timed
-from kurate.media import image
+from kurate.media import crops, image
 from kurate.models import model_io
 from kurate.phases import _entry
 
@@ -203,6 +204,7 @@ def run_embed(
     shard_index: int = 0,
     shard_count: int = 1,
     model_in: str = "",
+    predictions_in: str = "",
 ) -> dict[str, Any]:
     """Phase function: embed every sample of the clean list into ``embeddings_out``.
 
@@ -210,11 +212,24 @@ def run_embed(
     see :mod:`kurate.io.sharding`); the shards are merged by :func:`kurate.io.sharding.merge_embeddings`.
     ``model_in``: the train phase's model artifact; when it holds a trained model, that model is used
     instead of ``checkpoint`` (training started from ``checkpoint`` already).
+    ``predictions_in``: the pretag phase's predictions; with ``object_level`` in ``config`` the samples
+    are their boxes' crops (:mod:`kurate.media.crops`), not the images.
     """
     trained_ckpt, train_meta = model_io.read(model_in)
     files = filelist.read(clean_in)
     if not files.names and not files.extra.get("datapool_seen"):
         raise KurateError("no valid sample left to embed (all inputs are corrupt or duplicates)")
+    object_level = config.get("object_level") or {}
+    if object_level:
+        if not predictions_in or not preds_io.read_meta(predictions_in).get("active"):
+            raise KurateError("object_level: the run has no object predictions to crop (internal error)")
+        files = crops.crop_list(files, predictions_in, float(object_level.get("padding", 0.0)))
+        log.info(
+            "object level: %d crop(s) of %d image(s) (padding %g)",
+            len(files),
+            files.extra["object_level"]["images_with_objects"],
+            float(object_level.get("padding", 0.0)),
+        )
     shard = None
     all_names = list(files.names)
     if shard_count != 1 or shard_index != 0:
@@ -232,6 +247,8 @@ def run_embed(
             meta["training"] = {k: v for k, v in train_meta.items() if k not in ("failed", "format")}
             meta["training"]["failed"] = len(train_meta.get("failed") or [])
     meta["root"] = files.root
+    if object_level:
+        meta["object_level"] = files.extra["object_level"]  # the whole list's counts, in every shard
     if shard is not None:
         meta["shard"] = shard
     embeddings_io.write_embeddings(embeddings_out, names, x, meta, columns)
@@ -246,7 +263,10 @@ def main(argv: Sequence[str]) -> int:
         __doc__ or "",
         ["clean_in"],
         ["embeddings_out"],
-        optional_inputs={"model_in": "the train phase's model (embed with it when it was trained)"},
+        optional_inputs={
+            "model_in": "the train phase's model (embed with it when it was trained)",
+            "predictions_in": "the pretag phase's predictions (object_level: their crops are the samples)",
+        },
         options={
             "shard_index": (int, 0, "embed only this shard (0-based)"),
             "shard_count": (int, 1, "shards"),
@@ -254,7 +274,15 @@ def main(argv: Sequence[str]) -> int:
     )
     cfg = _entry.load_json_arg(a.config)
     return _entry.run_main(
-        lambda: run_embed(a.clean_in, a.embeddings_out, cfg, a.shard_index, a.shard_count, a.model_in or "")
+        lambda: run_embed(
+            a.clean_in,
+            a.embeddings_out,
+            cfg,
+            a.shard_index,
+            a.shard_count,
+            a.model_in or "",
+            a.predictions_in or "",
+        )
     )
 
 

@@ -28,10 +28,13 @@ def run_pretag(clean_in: str, predictions_out: str, config: dict[str, Any]) -> d
     ``config``: ``pretagging``, ``pretagging_debug``, and ``settings`` (the validated pretagging settings,
     :func:`kurate.models.pretag.load_settings`) or ``pretagging_config`` (the path of the settings file).
     """
-    if not config.get("pretagging", False):
+    if config.get("objects"):  # object_level.task_name: the boxes of a task in Lightly's predictions folder
+        settings = dict(config["objects"])
+    elif not config.get("pretagging", False):
         log.info("pretagging is off: no object predictions (the scorer stays inactive)")
         return preds_io.write_inactive(predictions_out, "pretagging=False")
-    settings = config.get("settings") or pretag.load_settings(str(config.get("pretagging_config") or ""))
+    else:
+        settings = config.get("settings") or pretag.load_settings(str(config.get("pretagging_config") or ""))
     files = filelist.read(clean_in)
     debug = None
     if config.get("pretagging_debug", False):

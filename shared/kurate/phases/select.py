@@ -15,6 +15,7 @@ from kurate.errors import ConfigError, SelectionError
 from kurate.io import embeddings_io, filelist
 from kurate.io import predictions as preds_io
 from kurate.io.timing import timed
+from kurate.media import crops
 from kurate.phases import _entry
 from kurate.pool import datapool
 from kurate.selection import coreset as selection
@@ -40,10 +41,20 @@ def run_select(
     input_size = int(filelist.read_meta(files_in)["extra"].get("input_count", 0))
     names, x, meta = embeddings_io.read_embeddings(embeddings_in)
     warnings: list[str] = []
+    images = names  # the image each sample is (object_level: the image each crop is cut from)
+    if config.get("object_level"):
+        # Lightly: with object-level selection "the stopping condition is based on objects": fractions
+        # of n_samples are of the crops; scores and requirements are their images'.
+        input_size = int((meta.get("object_level") or {}).get("crops", len(names)))
+        parent = crops.crop_images(predictions_in or "")
+        images = [parent.get(n, n) for n in names]
     pool, pool_info = _datapool_points(config, meta, warnings)
     if len(names) == 0:
         if pool_info:  # every valid sample is already in the datapool: nothing new to pick
             return _write_empty(selection_out, meta, pool_info, warnings, input_size, config)
+        if config.get("object_level"):  # no image holds a predicted box: no crop to choose from
+            why = "no object to select: the predictions hold no box"
+            return _write_empty(selection_out, meta, {}, warnings, input_size, config, why)
         raise SelectionError("no valid sample left to select from (all inputs are corrupt or duplicates)")
     sc = config.get("stopping_condition") or {}
     try:
@@ -53,7 +64,7 @@ def run_select(
     min_distance = float(sc.get("min_distance", -1))
     min_d = None if min_distance == -1 else min_distance
     flags = _flags(embeddings_in, len(names), meta, warnings)
-    _requirements(config, predictions_in, names, flags, warnings)
+    _requirements(config, predictions_in, images, flags, warnings)
     normalized = bool(config.get("normalize_embeddings", True))
     emb = selection.normalize(x) if normalized else x
     if pool is not None and normalized:
@@ -99,7 +110,7 @@ def run_select(
         msg = f"requested {n_samples} samples but only {valid} valid samples exist: selecting all of them"
         log.warning(msg)
         warnings.append(msg)
-    scores = _scores(config, predictions_in, names)
+    scores = _scores(config, predictions_in, images)
     weights = scores.weights
     if weights is not None and length > 1:  # a block weighs the mean score of its frames
         weights = np.array([float(np.mean(scores.weights[rows])) for rows in blocks.rows])  # type: ignore[index]
@@ -254,7 +265,10 @@ def _requirements(
         return
     if not predictions_in or not preds_io.read_meta(predictions_in).get("active"):
         raise SelectionError("pretagging requirements are set but the run has no pretagging predictions")
-    ok, info = requirements.requirements_met(names, predictions_in, wanted)
+    unique, index = _per_image(names)
+    ok_unique, info = requirements.requirements_met(unique, predictions_in, wanted)
+    ok = ok_unique[index]
+    info.update(samples=len(names), met=int(ok.sum()), not_met=int((~ok).sum()))
     flags.excluded |= ~ok
     flags.requirements = info
     log.info(
@@ -319,8 +333,9 @@ def _write_empty(
     warnings: list[str],
     input_size: int,
     config: dict[str, Any],
+    why: str = "no new sample: every valid sample is already in the datapool",
 ) -> dict[str, Any]:
-    """Nothing new to select (every valid sample is already in the datapool)."""
+    """Nothing (new) to select: every valid sample is already in the datapool, or ``why``."""
     sc = config.get("stopping_condition") or {}
     extra = {
         "method": str(config.get("method", "coreset")),
@@ -331,24 +346,35 @@ def _write_empty(
         "input_count": input_size,
         "stop_reason": "exhausted",
         "normalized": bool(config.get("normalize_embeddings", True)),
-        "warnings": [*warnings, "no new sample: every valid sample is already in the datapool"],
-        "datapool": pool_info,
+        "warnings": [*warnings, why],
+        **({"datapool": pool_info} if pool_info else {}),
     }
     out = filelist.FileList(
         root=str(meta.get("root", "")), names=[], columns={"index": [], "pick_distance": []}, extra=extra
     )
     filelist.write(selection_out, out)
-    log.info("nothing new to select: every valid sample is already in the datapool")
+    log.info("nothing to select: %s", why)
     return extra
 
 
-def _scores(config: dict[str, Any], predictions_in: str | None, names: list[str]) -> scorer.Scores:
-    """The scorer's weights for ``names``, or why it is inactive (said in the log and the report)."""
+def _per_image(images: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct images of ``images`` (first-seen order) and each entry's position among them."""
+    pos: dict[str, int] = {}
+    index = np.fromiter((pos.setdefault(n, len(pos)) for n in images), dtype=np.int64, count=len(images))
+    return list(pos), index
+
+
+def _scores(config: dict[str, Any], predictions_in: str | None, images: list[str]) -> scorer.Scores:
+    """The scorer's weights for the samples of ``images``, or why it is inactive (log and report).
+
+    Samples of one image (object_level: its crops) get that image's weight.
+    """
     name = str(config.get("scorer", "object-frequency") or "")
     sc = config.get("scorer_config") or {}
+    unique, index = _per_image(images)
     try:
         scores = scorer.score_samples(
-            names,
+            unique,
             predictions_in or "",
             name,
             float(sc.get("frequency_penalty", 0.25)),
@@ -356,6 +382,10 @@ def _scores(config: dict[str, Any], predictions_in: str | None, names: list[str]
         )
     except ValueError as exc:
         raise ConfigError("scorer", str(exc)) from None
+    if scores.weights is not None and len(unique) != len(images):
+        scores.weights = scores.weights[index]
+        scores.raw = scores.raw[index] if scores.raw is not None else None
+        scores.info["mean_input"] = float(scores.weights.mean()) if len(images) else 0.0
     if scores.active:
         info = scores.info
         log.info(
