@@ -237,6 +237,13 @@ def _datapool_keys(
         and cfg.datasource.dataset_id not in (None, "")
         and cfg.use_datapool is not False
     )
+    if implied and cfg.object_level.task_name:
+        # A datapool of crops is not supported yet: an object-level run on a datasource keeps no state.
+        log.warning(
+            "datasource mode with object_level: no datapool state is kept (object-level selection does "
+            "not work with a datapool yet); every sample is processed"
+        )
+        implied = False
     if implied:
         # Datasource mode: Lightly remembered per dataset which samples a run had processed (a rerun
         # processes only new ones); the same state here is a datapool named after the datasource.

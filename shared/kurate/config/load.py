@@ -402,7 +402,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
         )
-    _validate_object_level(cfg, has_pool)
+    _validate_object_level(cfg)
     _check_locations(cfg)
 
 
@@ -410,8 +410,9 @@ def validate(cfg: DictConfig) -> None:
 MAX_PADDING = 10.0
 
 
-def _validate_object_level(cfg: DictConfig, has_pool: bool) -> None:
+def _validate_object_level(cfg: DictConfig) -> None:
     """``object_level.*``: values, and what object-level selection does not combine with."""
+    has_pool = cfg.datapool.name not in (None, "") or cfg.datapool.dataset_id not in (None, "")
     ol = cfg.object_level
     pad = _plain(ol.padding)
     _need(
