@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kurate.io import filelist, storage
+from kurate.io.names import UnsafeNameError, inside
 from kurate.media import crops, image
 from kurate.outputs.inputs import RunInputs
 from kurate.outputs.textfiles import write_lines, write_rows
@@ -123,6 +124,10 @@ def write_crops(files: filelist.FileList, rows: Sequence[int], out_dir: str) -> 
     failed: list[str] = []
     for row, img, reason in crops.iter_crops(files, rows, image.DEFAULT_MAX_PIXELS):
         name = files.names[row]
+        try:
+            target = inside(out_dir, name)  # a crop's name comes from an input name: never outside out_dir
+        except UnsafeNameError as exc:
+            img, reason = None, exc.reason
         if img is None:
             log.warning("could not cut %s: %s", name, reason)
             failed.append(name)
@@ -130,7 +135,7 @@ def write_crops(files: filelist.FileList, rows: Sequence[int], out_dir: str) -> 
         fmt = _PIL_FORMATS.get(crops.split_extension(name)[1].lower(), "PNG")
         buf = io.BytesIO()
         (img.convert("RGB") if fmt == "JPEG" else img).save(buf, format=fmt)
-        storage.write_bytes(storage.join(out_dir, name), buf.getvalue())
+        storage.write_bytes(target, buf.getvalue())
         written += 1
     return written, sorted(failed)
 
