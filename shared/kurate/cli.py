@@ -80,7 +80,6 @@ def _summary(run_dir: str) -> str:
 def run(overrides: Sequence[str], config_path: str | None = None, config_name: str | None = None) -> str:
     """Compose the config, plan the run, execute the pipeline locally; returns the run directory."""
     from kurate.config.load import compose_config
-    from kurate.models import pretag
     from kurate.pipelines.containers import RUNNERS, run_in_containers
     from kurate.pipelines.local import run_local
     from kurate.plan import make_plan
@@ -92,9 +91,7 @@ def run(overrides: Sequence[str], config_path: str | None = None, config_name: s
     runner = os.environ.get("KURATE_RUNNER", "subprocess")
     if runner not in ("subprocess", *RUNNERS):
         raise ConfigError("KURATE_RUNNER", f"got {runner!r}; allowed: subprocess, {', '.join(RUNNERS)}")
-    plan = make_plan(cfg)
-    if runner == "subprocess":  # in this environment: its weights must be here (images bring their own)
-        pretag.check_weights_here(plan.task_configs["pretag"].get("settings") or {})
+    plan = make_plan(cfg, here=runner == "subprocess")  # the tasks run in this environment
     if plan.resumed:
         logging.getLogger("kurate").warning("resuming the incomplete run in %s", plan.run_dir)
     if runner == "subprocess":

@@ -62,19 +62,20 @@ def trains(cfg: DictConfig) -> bool:
     return bool(cfg.enable_training) and int(cfg.lightly.trainer.max_epochs) > 0
 
 
-def make_plan(cfg: DictConfig, now: float | None = None) -> RunPlan:
+def make_plan(cfg: DictConfig, now: float | None = None, here: bool = False) -> RunPlan:
     """Check output safety and build the per-task configs for ``cfg``.
 
     Lightly keys that do nothing here are named first, one warning line each. Its requests to
     buckets are start checks (:func:`kurate.io.storage.start_checks`): small, and answered at once by
-    a live store, so a dead endpoint stops the run here within seconds.
+    a live store, so a dead endpoint stops the run here within seconds. ``here``: the tasks run in
+    this environment, so what they need locally (the built-in detector's weights) is checked too.
     """
     lightly_keys.warn_inert(cfg)
     with storage.start_checks():
-        return _make_plan(cfg, now)
+        return _make_plan(cfg, now, here)
 
 
-def _make_plan(cfg: DictConfig, now: float | None) -> RunPlan:
+def _make_plan(cfg: DictConfig, now: float | None, here: bool = False) -> RunPlan:
     input_dir = str(cfg.input_dir or cfg.datasource.dataset_id or "")
     if not input_dir:
         raise ConfigError("input_dir", "missing; set input_dir=<folder or URI> (or datasource.dataset_id)")
@@ -113,6 +114,8 @@ def _make_plan(cfg: DictConfig, now: float | None) -> RunPlan:
     data = redacted(cfg)
     tasks = {t: phase_config(cfg, t) for t in ("ingest", "check", "embed", "select", "export", "report")}
     tasks["pretag"] = _pretag_task(cfg, rel)
+    if here:  # before anything is written (the write probe below): images bring their own weights
+        pretag.check_weights_here(tasks["pretag"].get("settings") or {})
     _requirements_to_select(cfg, tasks)
     _object_level_keys(cfg, tasks, input_dir, output_dir)
     tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
