@@ -92,7 +92,6 @@ OWNED: dict[str, str] = {
     "active_learning": "issue 18",
     "active_learning_score_column_name": "issue 18",
     "custom_metadata": "issue 18",
-    "object_level": "issue 15b",
 }
 
 log = logging.getLogger("kurate.config")
