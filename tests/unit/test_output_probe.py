@@ -182,3 +182,21 @@ def test_a_bucket_that_refuses_deletes_only_warns(gcs, monkeypatch, caplog) -> N
     left = [k for k in gcs.keys(bucket) if ".kurate-probe-" in k]
     assert len(left) == 2
     assert sum("could not delete the write probe" in r.message for r in caplog.records) == 2
+
+
+def test_the_local_probe_leaves_no_folder_it_made(tmp_path: Path, photos: Path):
+    """Folders the probe needed are removed again: made by the submitting user (root, say), a task's
+    container running as another user could not write into them (the images' tests caught this)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = _plan(f"input_dir={photos}", f"output_dir={out}", "run_directory=r1")
+    assert plan.run_dir == str(out / "r1")
+    assert list(out.iterdir()) == []  # neither r1 nor .kurate-cache/embeddings
+
+
+def test_a_probe_into_an_existing_folder_keeps_it(tmp_path: Path):
+    from kurate.io import storage
+
+    (tmp_path / "keep").mkdir()
+    storage.probe_writable(str(tmp_path / "keep" / "a" / "b"))
+    assert (tmp_path / "keep").is_dir() and list((tmp_path / "keep").iterdir()) == []

@@ -407,7 +407,9 @@ PROBE_PREFIX = ".kurate-probe-"
 def probe_writable(uri: str) -> None:
     """Prove that files can be created (and deleted) in folder ``uri``: create a small one, delete it.
 
-    Creates the folder if missing. Raises what writing there raises: :class:`OSError` locally (not a
+    A missing folder is created for the probe and removed again (with any parents it needed), so the
+    probe leaves nothing behind: a folder made here by the submitting user could not be written by
+    the user a task's container runs as. Raises what writing there raises: :class:`OSError` locally (not a
     folder, permission denied, read-only file system), :class:`StorageError` in a bucket (access
     denied, no such bucket). A bucket that lets us write but not delete gets a warning naming the
     object left behind (kurate deletes only what it no longer needs, so that is no reason to stop).
@@ -422,10 +424,22 @@ def probe_writable(uri: str) -> None:
         except StorageError as exc:
             log.warning("could not delete the write probe %s: %s", join(uri, name), exc)
         return
-    os.makedirs(uri, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=name, dir=uri)
-    os.close(fd)
-    os.unlink(tmp)
+    made: list[str] = []
+    folder = os.path.abspath(uri)
+    while not os.path.lexists(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
+    try:
+        os.makedirs(uri, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=name, dir=uri)
+        os.close(fd)
+        os.unlink(tmp)
+    finally:
+        for path in made:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
 
 
 def remove_tree(uri: str) -> None:
