@@ -104,7 +104,11 @@ def run(quick: bool = False, rounds: int | None = None) -> str:
             ref = statistics.median(times[(size, base)])
             cells.append(f"{med * 1000:.1f} | {med / ref:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"For scale: the ResNet-18 forward at {INPUT} px takes {model_ms:.1f} ms per image here.", ""]
+    lines += [
+        "",
+        f"For scale: the ResNet-18 forward at {INPUT} px takes {model_ms:.1f} ms per image here.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -38,7 +38,9 @@ def run(quick: bool = False, rounds: int | None = None) -> str:
             work = sum(pb.phase_times(run_dir).values())
             ratios.append(t_k / t_l)
             shares.append(1 - work / t_k)
-            rows.append(f"| {r} | {t_l:.1f} | {t_k:.1f} | {t_k / t_l:.2f} | {work:.1f} | {1 - work / t_k:.0%} |")
+            rows.append(
+                f"| {r} | {t_l:.1f} | {t_k:.1f} | {t_k / t_l:.2f} | {work:.1f} | {1 - work / t_k:.0%} |"
+            )
         return "\n".join(
             [
                 "## Fixed cost of a tiny run (20 small JPEGs)",

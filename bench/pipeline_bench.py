@@ -155,7 +155,8 @@ def run(quick: bool = False, rounds: int | None = None) -> str:
                 "",
                 f"{hd_corpus.describe(spec)} made from scikit-image's photographs; the same random-init"
                 f" ResNet-18 (lightly-CLI checkpoint) for both, input {INPUT}, batch {BATCH}, {WORKERS}"
-                " loader workers, kurate selects 10 % (`stopping_condition.n_samples=0.1`), other settings default. Baseline: `lightly-embed` (embedding only);"
+                " loader workers, kurate selects 10 % (`stopping_condition.n_samples=0.1`), other settings"
+                " default. Baseline: `lightly-embed` (embedding only);"
                 " ours: `kurate` (every phase, corruptness check and report included). Wall time of each"
                 " command from start to exit; alternated in the same run.",
                 "",

@@ -120,6 +120,7 @@ def _make_plan(cfg: DictConfig, now: float | None, here: bool = False) -> RunPla
     _object_level_keys(cfg, tasks, input_dir, output_dir)
     tasks["ingest"].update(input_dir=input_dir, relevant_filenames_file=rel(str(cfg.relevant_filenames_file)))
     tasks["check"]["max_image_pixels"] = int(cfg.corruptness_check.max_image_pixels)
+    tasks["check"]["strict_jpeg_check"] = bool(cfg.kurate.strict_jpeg_check)
     lc = cfg.lightly
     tasks["embed"]["lightly"] = {  # only what embedding reads: training keys must not rerun embed
         "model": phase_value(lc.model),
@@ -132,6 +133,7 @@ def _make_plan(cfg: DictConfig, now: float | None, here: bool = False) -> RunPla
         checkpoint=rel(str(cfg.checkpoint)),
         embeddings=rel(str(cfg.embeddings)),
         max_image_pixels=int(cfg.corruptness_check.max_image_pixels),
+        fast_embed_decode=bool(cfg.kurate.fast_embed_decode),
     )
     tasks["train"] = _train_task(cfg, run_dir, rel)
     tasks["select"]["seed"] = int(cfg.lightly.seed)

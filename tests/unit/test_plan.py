@@ -326,3 +326,17 @@ def test_inert_keys_warn_once_at_plan(tmp_path, caplog):
         "worker.force_start",
     ]
     assert not any("SECRET" in line for line in lines)
+
+
+def test_kurate_only_keys_reach_the_phases_that_read_them(tmp_path):
+    plan = make_plan(_cfg(tmp_path))
+    assert plan.task_configs["check"]["strict_jpeg_check"] is True  # the stricter check is on by default
+    assert plan.task_configs["embed"]["fast_embed_decode"] is False  # the exact decode is the default
+    plan = make_plan(
+        _cfg(tmp_path, "kurate.strict_jpeg_check=False", "kurate.fast_embed_decode=True", "run_directory=b")
+    )
+    assert plan.task_configs["check"]["strict_jpeg_check"] is False
+    assert plan.task_configs["embed"]["fast_embed_decode"] is True
+    assert "kurate" not in plan.task_configs["select"]  # other phases don't see (or rerun on) them
+    with pytest.raises(ConfigError, match="kurate.fast_embed_decod"):
+        make_plan(_cfg(tmp_path, "kurate.fast_embed_decod=True"))

@@ -180,6 +180,14 @@ class CorruptnessCheck:
 
 
 @dataclass
+class KurateOptions:
+    """``kurate.*``: kurate's own settings, with no Lightly counterpart (a Lightly config never sets them)."""
+
+    strict_jpeg_check: bool = True  # check: also report JPEGs whose compressed data libjpeg finds damaged
+    fast_embed_decode: bool = False  # embed: DCT-scaled JPEG decode, faster; embeddings deviate (README)
+
+
+@dataclass
 class StoppingCondition:
     """``stopping_condition.*`` (select phase)."""
 
@@ -380,8 +388,16 @@ class ReportKeys:
 
 
 @dataclass
+class KurateKeys:
+    """``kurate.*``: kurate-only settings; the plan hands each phase the ones it reads."""
+
+    kurate: KurateOptions = field(default_factory=KurateOptions)
+
+
+@dataclass
 class KurateConfig(
     PlatformKeys,
+    KurateKeys,
     ReportKeys,
     ExportKeys,
     DatapoolKeys,
@@ -409,4 +425,5 @@ PHASE_KEYS: dict[str, type] = {
     "export": ExportKeys,
     "report": ReportKeys,
     "platform": PlatformKeys,  # read by no task: Lightly platform plumbing, warned about at start
+    "kurate": KurateKeys,
 }

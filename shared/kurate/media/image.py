@@ -1,17 +1,22 @@
 """Decoding real-world images into clean RGB, the one way every phase sees pixels.
 
-Applies EXIF orientation; converts CMYK, 16-bit, palette, greyscale and alpha images to 8-bit RGB;
-uses the first frame of multi-frame GIF/TIFF; refuses images above a pixel limit (decompression
-bombs) before decoding them. Every failure is a :class:`CorruptFileError` with a short reason.
+Applies EXIF orientation (in place: no copy of the decoded image); converts CMYK, 16-bit, palette,
+greyscale and alpha images to 8-bit RGB; uses the first frame of multi-frame GIF/TIFF; refuses images
+above a pixel limit (decompression bombs) before decoding them. Every failure is a
+:class:`CorruptFileError` with a short reason. :func:`decode_image` is the full decode (embed, export,
+pretag); :func:`check_image` is the check phase's: the same verdict from a DCT-scaled JPEG decode, plus
+libjpeg's warnings about damaged compressed data.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from kurate.errors import CorruptFileError
 
@@ -38,27 +43,50 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Fully decode ``data`` into an upright 8-bit RGB image, or raise :class:`CorruptFileError`."""
+#: The check decodes JPEGs DCT-scaled (1/2, 1/4, 1/8) down to this short side (not below).
+CHECK_MIN_EDGE = 64
+#: Reason prefix of a JPEG whose compressed data libjpeg found damaged (the stricter check).
+DAMAGED_JPEG = "damaged JPEG data"
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Open (header only) and refuse bombs before any pixel is decoded."""
     if not data:
         raise CorruptFileError(name, "empty file (0 bytes)")
+    # Our own (configurable) limit replaces Pillow's global one; it is checked here, from the header.
+    Image.MAX_IMAGE_PIXELS = None
+    img: Image.Image = Image.open(io.BytesIO(data))
+    width, height = img.size
+    if width * height > max_pixels:
+        raise CorruptFileError(
+            name, f"decompression bomb: {width}x{height} pixels exceeds the limit of {max_pixels}"
+        )
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    return img
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 when none), read as ``ImageOps.exif_transpose`` reads it."""
+    return int(img.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+
+
+def _decoded(name: str, fn: Callable[[], Image.Image]) -> Image.Image:
+    """Run a decode, turning every failure into a :class:`CorruptFileError` with a short reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            # Our own (configurable) limit replaces Pillow's global one; it is checked below, from the
-            # header, before any pixel is decoded.
-            Image.MAX_IMAGE_PIXELS = None
-            img: Image.Image = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > max_pixels:
-                raise CorruptFileError(
-                    name, f"decompression bomb: {width}x{height} pixels exceeds the limit of {max_pixels}"
-                )
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return _to_rgb(img)
+            return fn()
     except CorruptFileError:
         raise
     except UnidentifiedImageError:
@@ -68,6 +96,105 @@ def decode_image(data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXE
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError, TypeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptFileError(name, f"cannot decode image: {msg}") from None
+
+
+def _load_upright(img: Image.Image) -> Image.Image:
+    img.load()
+    # In place: exif_transpose's default returns a full copy even when there is nothing to rotate.
+    ImageOps.exif_transpose(img, in_place=True)
+    return _to_rgb(img)
+
+
+def decode_image(
+    data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to: int = 0
+) -> Image.Image:
+    """Fully decode ``data`` into an upright 8-bit RGB image, or raise :class:`CorruptFileError`.
+
+    ``reduce_to > 0`` lets a JPEG decode DCT-scaled (1/2 to 1/8, libjpeg's ``draft``) while both sides
+    stay >= ``reduce_to`` pixels: faster, but not the same pixels as a full decode then resize.
+    """
+
+    def run() -> Image.Image:
+        img = _open(data, name, max_pixels)
+        if reduce_to > 0 and img.format == "JPEG":
+            img.draft(img.mode, (reduce_to, reduce_to))
+        return _load_upright(img)
+
+    return _decoded(name, run)
+
+
+def _check_scale(width: int, height: int) -> int:
+    """The check's DCT scale denominator (1, 2, 4 or 8): the largest keeping the short side >= the floor."""
+    short = min(width, height)
+    scale = 8
+    while scale > 1 and short // scale < CHECK_MIN_EDGE:
+        scale //= 2
+    return scale
+
+
+def check_image(
+    data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS, *, strict_jpeg: bool = True
+) -> Image.Image:
+    """The check phase's decode: :func:`decode_image`'s verdict as cheaply as it can be had.
+
+    Every pixel must be decoded to know a file is whole, but a JPEG's pixels need not be transformed
+    back to full size: JPEGs are decoded DCT-scaled (1/2 to 1/8, :func:`_check_scale`; the same verdict
+    as a full decode, pinned on a corrupt corpus by the tests) and the upright RGB image comes back at
+    that size; other formats are decoded whole. With ``strict_jpeg`` the JPEG is decoded by
+    libjpeg-turbo through simplejpeg, which reports libjpeg's "corrupt data" warnings that Pillow
+    hides: a JPEG whose compressed scan is damaged (lost or garbled bytes, a stray end marker) is
+    reported as ``damaged JPEG data: <libjpeg's message>``. A file Pillow rejects keeps Pillow's
+    reason; a JPEG simplejpeg cannot handle at all (unusual colour spaces, odd markers) gets Pillow's
+    verdict alone.
+    """
+
+    def run() -> Image.Image:
+        img = _open(data, name, max_pixels)
+        if img.format != "JPEG":
+            return _load_upright(img)
+        scale = _check_scale(*img.size)
+        orientation = _orientation(img)
+        if strict_jpeg and img.mode in ("RGB", "L"):
+            fast = _strict_jpeg(data, name, max_pixels, img.size, scale)
+            if fast is not None:
+                out = Image.fromarray(fast, "RGB")
+                method = _TRANSPOSE.get(orientation)
+                return out.transpose(method) if method is not None else out
+        if scale > 1:
+            img.draft(img.mode, (img.width // scale, img.height // scale))
+        return _load_upright(img)
+
+    return _decoded(name, run)
+
+
+def _strict_jpeg(data: bytes, name: str, max_pixels: int, size: tuple[int, int], scale: int) -> Any:
+    """RGB pixels (numpy, DCT-scaled) from simplejpeg in strict mode, or None to fall back to Pillow.
+
+    Raises :class:`CorruptFileError` for damage: Pillow's own verdict first (so what Pillow rejects
+    keeps its reason), else libjpeg's warning when it came from the compressed data after a clean
+    header (junk between header markers, which libjpeg also warns about, is harmless).
+    """
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - a core dependency; the check still works without it
+        return None
+    # Exactly 1/scale, as Pillow's draft below: the largest reduction keeping at least these sizes.
+    kw = {"min_width": -(-size[0] // scale), "min_height": -(-size[1] // scale), "min_factor": scale}
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, **kw)
+    except ValueError as exc:
+        warning = str(exc).splitlines()[0] if str(exc) else "unknown"
+    # Damaged or merely unusual: Pillow's verdict first.
+    img = _open(data, name, max_pixels)
+    if scale > 1:
+        img.draft(img.mode, (img.width // scale, img.height // scale))
+    img.load()
+    try:
+        simplejpeg.decode_jpeg_header(data, strict=True)
+        simplejpeg.decode_jpeg(data, colorspace="RGB", strict=False, **kw)
+    except ValueError:
+        return None  # a header warning or an error simplejpeg cannot get past: Pillow's verdict (clean)
+    raise CorruptFileError(name, f"{DAMAGED_JPEG}: {warning}")
 
 
 def load_image(path: str, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -2,7 +2,7 @@
 
 Every file is read exactly once. From those bytes we always compute a sha256 (later phases key caches
 and provenance on content, not names), and, when the corruptness check is on, fully decode the image
-with :func:`kurate.media.image.decode_image` so that truncated, empty, mislabelled or bomb-sized files are
+with :func:`kurate.media.image.check_image` so that truncated, empty, mislabelled or bomb-sized files are
 caught here instead of crashing the embedding phase hours later. A bad file is never fatal: it is
 listed in ``corrupt`` with a short reason. Systemic storage errors (:class:`StorageError`) still are.
 
@@ -79,14 +79,16 @@ def _reason(exc: OSError) -> str:
     return f"cannot read file: {exc.strerror or exc}"
 
 
-def _check_data(name: str, data: bytes | OSError, decode: bool, max_pixels: int) -> _Outcome:
+def _check_data(
+    name: str, data: bytes | OSError, decode: bool, max_pixels: int, strict_jpeg: bool = True
+) -> _Outcome:
     if isinstance(data, OSError):
         return "", _reason(data)
     digest = hashlib.sha256(data).hexdigest()
     if not decode:
         return digest, ""
     try:
-        image.decode_image(data, name, max_pixels)
+        image.check_image(data, name, max_pixels, strict_jpeg=strict_jpeg)
     except CorruptFileError as exc:
         return digest, exc.reason
     except Exception as exc:  # a hostile file must never abort the whole run
@@ -96,7 +98,9 @@ def _check_data(name: str, data: bytes | OSError, decode: bool, max_pixels: int)
     return digest, ""
 
 
-def _check_chunk(root: str, names: Sequence[str], decode: bool, max_pixels: int) -> list[_Outcome]:
+def _check_chunk(
+    root: str, names: Sequence[str], decode: bool, max_pixels: int, strict_jpeg: bool = True
+) -> list[_Outcome]:
     """Worker entry point (module level so it pickles): check a chunk of names.
 
     From a bucket the chunk's objects are fetched by a bounded thread pool (reads wait on the
@@ -104,7 +108,10 @@ def _check_chunk(root: str, names: Sequence[str], decode: bool, max_pixels: int)
     """
     uris = (sample_uri(root, n) for n in names)
     reads = storage.read_many(uris, storage.read_threads(root))
-    return [_check_data(n, data, decode, max_pixels) for n, (_, data) in zip(names, reads, strict=True)]
+    return [
+        _check_data(n, data, decode, max_pixels, strict_jpeg)
+        for n, (_, data) in zip(names, reads, strict=True)
+    ]
 
 
 def _cpu_count() -> int:
@@ -177,6 +184,7 @@ def check_files(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
     corruption_threshold: float = 0.1,
+    strict_jpeg: bool = True,
 ) -> CheckResult:
     """Read, hash and (optionally) decode every file; partition into clean / corrupt / duplicates.
 
@@ -188,6 +196,8 @@ def check_files(
       is off, in which case such files are all "clean" and deduplicated like any other.
     - ``workers``: processes to use; ``-1`` (or any value < 1) means all available cores; ``1``
       runs in this process (debugging, tests).
+    - ``strict_jpeg``: also report JPEGs whose compressed data libjpeg finds damaged (see
+      :func:`kurate.media.image.check_image`; key ``kurate.strict_jpeg_check``).
 
     A name listed twice in ``files`` is checked once and appears once in the result. A name that is
     not a clean relative path (:func:`kurate.io.names.unsafe_reason`: object keys are untrusted) is
@@ -227,7 +237,8 @@ def check_files(
     chunk = max(1, min(chunk_size, math.ceil(len(image_pos) / (workers * 4)) if image_pos else 1))
     for start, stop in _chunks(len(image_pos), chunk):
         pos = image_pos[start:stop]
-        tasks.append((_check_chunk, (files.root, [names[i] for i in pos], decode, max_pixels), pos, len(pos)))
+        chunk_args = (files.root, [names[i] for i in pos], decode, max_pixels, strict_jpeg)
+        tasks.append((_check_chunk, chunk_args, pos, len(pos)))
     video_info = files.extra.get("videos") or {}
     threads = 1 if len(videos) >= workers else 0  # few long videos: let FFmpeg thread each decode
     for v, pos in videos.items():

@@ -30,6 +30,7 @@ def run_check(
         max_pixels=int(cc.get("max_image_pixels", image.DEFAULT_MAX_PIXELS)),
         workers=int(config.get("workers", -1)),
         corruption_threshold=float(cc.get("corruption_threshold", 0.1)),
+        strict_jpeg=bool(config.get("strict_jpeg_check", True)),
     )
     clean = result.clean
     seen_count = 0

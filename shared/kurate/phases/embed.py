@@ -109,6 +109,7 @@ def _compute(
     checkpoint = trained_ckpt or str(config.get("checkpoint") or "")
     pre_trained = bool(lc.get("pre_trained", True))
     seed = int(lc.get("seed", 1))
+    fast_decode = bool(config.get("fast_embed_decode", False))
     weights_id = embedding.weights_identity(cfg, checkpoint, pre_trained, seed)
     expected = config.get("expected_weights") or {}
     if expected and expected.get("weights_id") != weights_id:
@@ -125,7 +126,7 @@ def _compute(
     hits: dict[str, np.ndarray] = {}
     if config.get("embedding_cache"):
         cache = embed_cache.EmbeddingCache(
-            str(config["embedding_cache"]), embed_cache.cache_key(cfg, weights_id, input_size)
+            str(config["embedding_cache"]), embed_cache.cache_key(cfg, weights_id, input_size, fast_decode)
         )
         hits = cache.load(hashes)
     todo = [i for i, h in enumerate(hashes) if not h or h not in hits]
@@ -152,6 +153,7 @@ def _compute(
             seed=seed,
             max_pixels=int(config.get("max_image_pixels", image.DEFAULT_MAX_PIXELS)),
             on_batch=on_batch,
+            fast_decode=fast_decode,
         )
         if writer is not None:
             writer.flush()
@@ -183,6 +185,8 @@ def _compute(
         "device": result.device if result is not None else "",
         "images_per_second": result.images_per_second if result is not None else 0.0,
         "compute_efficiency": result.compute_efficiency if result is not None else 0.0,
+        "backend": result.backend if result is not None else "",
+        "fast_embed_decode": fast_decode,
         "failed": [[n, r] for n, r in (result.failed if result is not None else [])],
         "dim": int(x.shape[1]),
         "computed": len(todo),

@@ -40,14 +40,20 @@ FLUSH_SECONDS = 30.0
 TRANSFORM = "lightly-embed: resize (s,s) bilinear, imagenet normalisation; frames: swscale to (s,s)"
 
 
-def cache_key(model: dict[str, Any], weights_id: str, input_size: int) -> dict[str, Any]:
+#: Added to the transform when ``kurate.fast_embed_decode`` decodes JPEGs DCT-scaled (other pixels).
+FAST_DECODE = "; JPEG DCT-scaled decode to >= s (kurate.fast_embed_decode)"
+
+
+def cache_key(
+    model: dict[str, Any], weights_id: str, input_size: int, fast_decode: bool = False
+) -> dict[str, Any]:
     """Everything besides the content that the embedding of a sample depends on."""
     return {
         "format": FORMAT,
         "model": {k: model[k] for k in sorted(model)},
         "weights": weights_id,
         "input_size": int(input_size),
-        "transform": TRANSFORM,
+        "transform": TRANSFORM + (FAST_DECODE if fast_decode else ""),
     }
 
 

@@ -112,3 +112,18 @@ def test_exif_transpose_in_place_keeps_pixels():
         ours = image.decode_image(data)
         assert ours.size == ref.size
         assert np.array_equal(np.asarray(ours), np.asarray(ref.convert("RGB")))
+
+
+def test_check_phase_lists_damaged_jpegs_unless_the_key_is_off(tmp_path):
+    from kurate.io.filelist import FileList
+    from kurate.media import quality
+
+    originals = list(jc.photo_jpegs([(320, 240)] * 3, seed=21))
+    jc.write_all(tmp_path, originals)
+    (tmp_path / "z_damaged.jpg").write_bytes(jc.damage(originals[0][1], "eoi", np.random.default_rng(0)))
+    files = FileList(root=str(tmp_path), names=sorted(p.name for p in tmp_path.iterdir()))
+    strict = quality.check_files(files, workers=1, progress=False)
+    assert strict.corrupt.names == ["z_damaged.jpg"]
+    assert strict.corrupt.column("reason")[0].startswith("damaged JPEG data: Corrupt JPEG data")
+    lenient = quality.check_files(files, workers=1, progress=False, strict_jpeg=False)
+    assert lenient.corrupt.names == [] and len(lenient.clean) == 4

@@ -29,7 +29,8 @@ def _model(name: str, width: float, seed: int = 0) -> embedding.LightlyCLIModel:
 
 
 @pytest.mark.parametrize(
-    ("name", "width"), [("resnet-9", 0.125), ("resnet-18", 0.25), ("resnet-34", 0.0625), ("resnet-50", 0.0625)]
+    ("name", "width"),
+    [("resnet-9", 0.125), ("resnet-18", 0.25), ("resnet-34", 0.0625), ("resnet-50", 0.0625)],
 )
 def test_onnx_backbone_matches_torch(name, width):
     model = _model(name, width)
@@ -68,3 +69,22 @@ def test_embed_files_same_embeddings_on_both_backends(tmp_path, monkeypatch):
     monkeypatch.setenv(embedding.BACKEND_ENV, "auto")
     auto = embedding.embed_files(files, **kw, batch_size=3, num_workers=0, checkpoint=ckpt, progress=False)
     assert auto.backend == "onnxruntime"  # the fast path is the default on a CPU where it is installed
+
+
+def test_fast_embed_decode_is_close_to_the_exact_decode_but_opt_in(tmp_path):
+    """kurate.fast_embed_decode: JPEGs decoded DCT-scaled; embeddings deviate a little, never silently."""
+    from kurate.pool import embed_cache
+    from tests import jpeg_corpus as jc
+
+    jc.write_all(tmp_path, jc.photo_jpegs([(640, 480)] * 4, seed=3))
+    files = FileList(root=str(tmp_path), names=sorted(p.name for p in tmp_path.iterdir()))
+    kw = {"model_name": "resnet-9", "width": 0.125, "num_ftrs": 16, "out_dim": 24, "input_size": 32}
+    exact = embedding.embed_files(files, **kw, num_workers=0, pre_trained=False, progress=False)
+    fast = embedding.embed_files(
+        files, **kw, num_workers=0, pre_trained=False, progress=False, fast_decode=True
+    )
+    diff = np.linalg.norm(fast.embeddings - exact.embeddings, axis=1)
+    assert diff.max() > 0  # other pixels...
+    assert (diff / np.linalg.norm(exact.embeddings, axis=1)).max() < 0.05  # ...the same picture
+    cfg = embedding.model_config("resnet-9", 0.125, 16, 24)
+    assert embed_cache.cache_key(cfg, "w", 32, True) != embed_cache.cache_key(cfg, "w", 32)  # no mixing
