@@ -22,6 +22,11 @@ from pathlib import Path
 
 # Registered benchmark modules (file names in bench/, without .py). Add yours here.
 BENCHES: list[str] = [
+    "pipeline_bench",
+    "decode_bench",
+    "fixed_cost_bench",
+    "damaged_jpeg_bench",
+    "coreset_prune_bench",
     "coreset_bench",
     "train_bench",
     "report_bench",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
-from kurate.io import storage
+from kurate.io import fastexit, storage
 
 PHASE_FILE = "phase.json"
 
@@ -44,6 +44,7 @@ def timed(phase: str, *outputs: str) -> Callable[[Callable[P, R]], Callable[P, R
             bound = sig.bind(*args, **kwargs)
             for name in outputs:
                 _write(str(bound.arguments[name]), phase, started, finished)
+            fastexit.arm()  # the outputs are written: a task process may skip interpreter teardown
             return result
 
         return wrapper

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -56,6 +59,8 @@ class SelectionResult:
     indices: np.ndarray
     pick_distances: np.ndarray
     stop_reason: StopReason
+    #: Picks folded in by the pruned step (:class:`_Pruner`) rather than the plain one (0: never used).
+    pruned_steps: int = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,6 +255,156 @@ def _min_sq_dist_to_external(
 # ----------------------------------------------------------------------------------------------
 
 
+#: Pruned greedy (exact): picks before the first timing trial, and the smallest run it is tried on.
+PRUNE_TRIAL_AT = 48
+PRUNE_MIN_PICKS = 256
+#: ... and the smallest N x d (values) it is tried on: below, a plain step is too quick to gain from pruning.
+PRUNE_MIN_VALUES = 2_000_000
+PRUNE_ENV = "KURATE_CORESET_PRUNE"
+
+
+class _Pruner:
+    """The exact pruned farthest-first step: per-centre radius bounds skip points a new pick cannot reach.
+
+    Every unselected point ``i`` remembers its nearest pick ``assign[i]`` and its squared distance
+    ``mind[i]`` (the state the plain step keeps too); each pick ``c`` knows its radius ``r_c``, the
+    largest distance of a point assigned to it. By the triangle inequality a new pick ``p`` can come
+    closer to a point of ``c`` only if ``d(c, p) < 2 r_c``, so only those centres' points are measured:
+    the distances of the others cannot change. The next pick is still the argmax of ``mind`` over all
+    points (lowest index on ties), so the picks are those of the plain step up to float ties. A point's
+    distance to the new pick is the same float32 expression as in the plain step.
+
+    Costs per pick: one GEMV over the picks so far, a few N-length passes over 4-byte arrays (the
+    plain step reads the whole N x d matrix), and the distances of the reachable points.
+    """
+
+    def __init__(self, x: np.ndarray, sq: np.ndarray, capacity: int) -> None:
+        n, d = x.shape
+        self.x, self.sq = x, sq
+        self.assign = np.zeros(n, dtype=np.int32)  # index into the picks list
+        self.centres = np.empty((max(capacity, 1), d), dtype=np.float32)
+        self.centre_sq = np.empty(max(capacity, 1), dtype=np.float32)
+        self.radius = np.empty(0, dtype=np.float32)  # per pick, distance units; rebuilt by start()
+        self.k = 0
+        # Rounding slack: the float32 expanded squared distances are off by at most about
+        # (d + 3) * 2.4e-7 * max ||x||^2, so each distance by at most the root of that; three such
+        # errors meet in the test below. A skipped centre is skipped beyond doubt.
+        bound = (d + 3) * 2.4e-7 * max(float(sq.max(initial=0.0)), 1e-30)
+        self.slack = 3.0 * float(np.sqrt(bound))
+        self.is_cand = np.zeros(max(capacity, 1), dtype=np.bool_)
+
+    def add_centre(self, i: int) -> None:
+        if self.k == len(self.centre_sq):  # grow (min_distance runs have no known k)
+            self.centres = np.concatenate([self.centres, np.empty_like(self.centres)])
+            self.centre_sq = np.concatenate([self.centre_sq, np.empty_like(self.centre_sq)])
+            self.is_cand = np.concatenate([self.is_cand, np.zeros_like(self.is_cand)])
+        self.centres[self.k] = self.x[i]
+        self.centre_sq[self.k] = self.sq[i]
+        self.assign[i] = self.k
+        self.k += 1
+
+    def track(self, buf: np.ndarray, mind: np.ndarray, mask: np.ndarray) -> None:
+        """Plain step with assignment: fold the distances ``buf`` to the newest pick into ``mind``."""
+        np.less(buf, mind, out=mask)
+        np.putmask(mind, mask, buf)
+        np.putmask(self.assign, mask, self.k - 1)
+
+    def start(self, mind: np.ndarray) -> None:
+        """(Re)build every pick's radius from the current state (one pass)."""
+        r2 = np.full(self.k, -np.inf, dtype=np.float32)
+        live = mind > -np.inf
+        np.maximum.at(r2, self.assign[live], mind[live])
+        self.radius = np.sqrt(np.maximum(r2, 0)).astype(np.float32)
+        self.radius[r2 == -np.inf] = -np.inf
+
+    def step(self, p: int, mind: np.ndarray) -> int:
+        """Fold the newest pick ``p`` (already added) into ``mind``; returns the points measured."""
+        k = self.k
+        x, sq = self.x, self.sq
+        vp = x[p]
+        self.radius = np.append(self.radius, np.float32(-np.inf))
+        old = self.centres[: k - 1]
+        if k > 1:
+            dc2 = old @ (vp * np.float32(-2.0))
+            dc2 += self.centre_sq[: k - 1]
+            dc2 += sq[p]
+            np.maximum(dc2, 0, out=dc2)
+            cand = np.flatnonzero(np.sqrt(dc2) < 2 * self.radius[: k - 1] + self.slack)
+        else:
+            cand = np.empty(0, dtype=np.int64)
+        if len(cand) == 0:
+            return 0
+        is_cand = self.is_cand
+        is_cand[cand] = True
+        idx = np.flatnonzero(is_cand[self.assign])
+        is_cand[cand] = False
+        d2 = x[idx] @ (vp * np.float32(-2.0))
+        d2 += sq[idx]
+        d2 += np.float32(sq[p])
+        np.maximum(d2, 0, out=d2)
+        cur = mind[idx]
+        moved = d2 < cur
+        np.putmask(cur, moved, d2)
+        mind[idx] = cur
+        a = self.assign[idx]
+        a[moved] = k - 1
+        self.assign[idx] = a
+        # Radii of the centres that lost points and of the new pick, from their points' distances.
+        r2 = np.full(k, -np.inf, dtype=np.float32)
+        live = cur > -np.inf
+        np.maximum.at(r2, a[live], cur[live])
+        touched = np.append(cand, k - 1)
+        self.radius[touched] = np.where(r2[touched] == -np.inf, -np.inf, np.sqrt(np.maximum(r2[touched], 0)))
+        return len(idx)
+
+
+class _PrunePolicy:
+    """Plain or pruned steps, chosen by timing both in this run (``KURATE_CORESET_PRUNE=auto``).
+
+    Plain steps first (with the nearest-pick bookkeeping); after :data:`PRUNE_TRIAL_AT` picks the
+    pruned step gets a trial window; it stays while its median step time beats the plain steps' and
+    hands back otherwise, with the next trial twice as far away. ``on`` prunes from the second pick on
+    (tests); ``off`` never.
+    """
+
+    WINDOW = 16
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.pruned = False
+        self.pruned_steps = 0
+        self.plain: list[float] = []
+        self.trial: list[float] = []
+        self.plain_ref = 0.0
+        self.next_trial = PRUNE_TRIAL_AT
+        self.backoff = PRUNE_TRIAL_AT
+
+    def record(self, seconds: float, n_picks: int) -> bool:
+        """Note one step's time; True when the caller must switch to pruned steps now."""
+        if self.mode == "on":
+            if not self.pruned:
+                self.pruned = True
+                return True
+            return False
+        if self.pruned:
+            self.trial.append(seconds)
+            if len(self.trial) >= self.WINDOW:
+                if statistics.median(self.trial) > self.plain_ref:  # not paying: plain steps again
+                    self.pruned = False
+                    self.backoff *= 2
+                    self.next_trial = n_picks + self.backoff
+                    self.plain = []
+                self.trial = []
+            return False
+        self.plain.append(seconds)
+        if n_picks >= self.next_trial and len(self.plain) >= self.WINDOW:
+            self.plain_ref = statistics.median(self.plain[-self.WINDOW :])
+            self.pruned = True
+            self.trial = []
+            return True
+        return False
+
+
 def coreset_with_info(
     embeddings: np.ndarray,
     n_samples: int | None = None,
@@ -301,12 +456,17 @@ def coreset_with_info(
 
     picks: list[int] = []
     dists: list[float] = []
+    prune = os.environ.get(PRUNE_ENV, "auto").strip().lower() or "auto"
+    if prune not in ("auto", "on", "off"):
+        raise ValueError(f"{PRUNE_ENV} must be auto, on or off, got {prune!r}")
+    policy = _PrunePolicy(prune)
 
     def result(reason: StopReason) -> SelectionResult:
         return SelectionResult(
             indices=np.asarray(picks, dtype=np.int64),
             pick_distances=np.asarray(dists, dtype=np.float64),
             stop_reason=reason,
+            pruned_steps=policy.pruned_steps,
         )
 
     if n_samples == 0:
@@ -339,11 +499,20 @@ def coreset_with_info(
         i = int(np.argmax(score))
         return -1 if score[i] == -np.inf else i
 
+    # The exact pruned step (large k, plain k-center on the CPU): decided by timing during the run.
+    large = (n_samples is None or n_samples >= PRUNE_MIN_PICKS) and x.size >= PRUNE_MIN_VALUES
+    plain_kcenter = device == "cpu" and w2 is None and ext is None and not len(pre)
+    pruner = None
+    if plain_kcenter and (prune == "on" or (prune == "auto" and large)):
+        pruner = _Pruner(x, sq, (n_samples or 0) + 1)
+
     def take(i: int, dist: float) -> None:
         nonlocal n_selected
         picks.append(i)
         dists.append(dist)
         mind[i] = -np.inf
+        if pruner is not None:
+            pruner.add_centre(i)
         if w2_eff is not None:
             w2_eff[i] = 1.0
         n_selected += 1
@@ -367,6 +536,7 @@ def coreset_with_info(
         mind.fill(np.inf)
         take(first, math.inf)
 
+    track_mask = np.empty(n if pruner is not None else 0, dtype=np.bool_)
     if device != "cpu":
         reason = _greedy_torch(x, sq, mind, w2_eff, thr, n_samples, picks, dists, n_selected, device)
         return result(reason)
@@ -375,14 +545,24 @@ def coreset_with_info(
             return result("n_samples")
         if n_selected == n:
             return result("exhausted")
+        t0 = time.perf_counter()
         if picks:  # fold in the latest pick (deferred so the final pick costs no GEMV)
             last = picks[-1]
-            _sq_dist_to_vector(x, sq, x[last], float(sq[last]), buf, zeros)
-            np.minimum(mind, buf, out=mind)
+            if pruner is not None and policy.pruned:
+                pruner.step(last, mind)
+                policy.pruned_steps += 1
+            else:
+                _sq_dist_to_vector(x, sq, x[last], float(sq[last]), buf, zeros)
+                if pruner is None:
+                    np.minimum(mind, buf, out=mind)
+                else:
+                    pruner.track(buf, mind, track_mask)
         i = choose(first_free=False)
         if i < 0:
             return result("min_distance")
         take(i, math.sqrt(max(float(mind[i]), 0.0)))
+        if pruner is not None and policy.record(time.perf_counter() - t0, len(picks)):
+            pruner.start(mind)
 
 
 def _greedy_torch(
