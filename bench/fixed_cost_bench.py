@@ -34,12 +34,15 @@ def run(quick: bool = False, rounds: int | None = None) -> str:
         rows, ratios, shares = [], [], []
         for r in range(1, rounds + 1):
             t_l, _ = pb.run_lightly(images, ckpt, tmp / f"lightly{r}")
+            c_l = pb.LAST_CPU[0]
             t_k, run_dir = pb.run_kurate(images, ckpt, tmp / f"kurate{r}")
+            c_k = pb.LAST_CPU[0]
             work = sum(pb.phase_times(run_dir).values())
             ratios.append(t_k / t_l)
             shares.append(1 - work / t_k)
             rows.append(
-                f"| {r} | {t_l:.1f} | {t_k:.1f} | {t_k / t_l:.2f} | {work:.1f} | {1 - work / t_k:.0%} |"
+                f"| {r} | {t_l:.1f} | {t_k:.1f} | {t_k / t_l:.2f} | {c_l:.1f} | {c_k:.1f} | {work:.1f} |"
+                f" {1 - work / t_k:.0%} |"
             )
         return "\n".join(
             [
@@ -48,8 +51,9 @@ def run(quick: bool = False, rounds: int | None = None) -> str:
                 "Baseline: `lightly-embed` on the same 20 files (its own start-up, model build, embedding,"
                 " exit). Ours: `kurate` (every phase through kfp.local).",
                 "",
-                "| round | lightly-embed s | kurate s | ratio | kurate phases' work s | outside the work |",
-                "|---|---|---|---|---|---|",
+                "| round | lightly-embed s | kurate s | wall ratio | lightly CPU s | kurate CPU s |"
+                " kurate phases' work s | outside the work |",
+                "|---|---|---|---|---|---|---|---|",
                 *rows,
                 "",
                 f"Median ratio kurate / lightly-embed: **{statistics.median(ratios):.2f}**; median share of"

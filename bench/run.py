@@ -1,11 +1,13 @@
 """Run every registered benchmark and write one markdown report.
 
-Usage: python bench/run.py [--quick] [--out PATH]
+Usage: python bench/run.py [--quick] [--out PATH] [--only NAME[,NAME...]]
 
 Each module in BENCHES lives in this directory and exposes ``run() -> str`` returning a markdown
 section; if its ``run`` accepts a ``quick`` keyword it gets ``quick=True`` under ``--quick``.
 The full run writes bench/results.md; ``--quick`` (smoke test, small sizes) writes
-bench/results-quick.md so a smoke run never overwrites the real numbers.
+bench/results-quick.md so a smoke run never overwrites the real numbers. ``--only`` runs the named
+modules and puts their sections into the existing report in place (a section is the text from its
+``## `` heading to the next module's), keeping every other section as it was measured.
 """
 
 from __future__ import annotations
@@ -89,16 +91,49 @@ def _call(module_name: str, quick: bool) -> str:
     return mod.run(quick=quick) if "quick" in params else mod.run()
 
 
+def _merge(report: str, new: dict[str, str]) -> str:
+    """``report`` with the sections of the modules in ``new`` replaced (or added at the end).
+
+    A section is found by its first ``## `` heading line; it runs to the next ``## `` heading that
+    starts another module's section (a module's own ``## `` sub-headings stay with it).
+    """
+    lines = report.splitlines(keepends=True)
+    for _name, section in new.items():
+        heads = [ln for ln in section.splitlines(keepends=True) if ln.startswith("## ")]
+        first = heads[0] if heads else ""
+        own = set(heads)
+        start = next((i for i, ln in enumerate(lines) if ln == first), None)
+        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = f"<!-- measured {when} with bench/run.py --only; other sections keep their own dates -->\n"
+        block = [stamp, *section.splitlines(keepends=True), "\n"]
+        if start is None:  # a new section: before the first existing one (after the machine facts)
+            at = next((i for i, ln in enumerate(lines) if ln.startswith(("## ", "<!-- "))), len(lines))
+            lines[at:at] = block
+            continue
+        if start > 0 and lines[start - 1].startswith("<!-- measured "):
+            start -= 1
+        end = start + 1
+        while end < len(lines) and not (lines[end].startswith("## ") and lines[end] not in own):
+            end += 1
+        lines[start:end] = block
+    return "".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for smoke testing")
     parser.add_argument("--out", type=Path, default=None, help="report path")
+    parser.add_argument("--only", default="", help="comma-separated modules; merged into the report")
     args = parser.parse_args(argv)
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(only) - set(BENCHES))
+    if unknown:
+        parser.error(f"unknown bench module(s): {', '.join(unknown)}")
     out = args.out or HERE / ("results-quick.md" if args.quick else "results.md")
 
     sys.path.insert(0, str(HERE))
     sections = []
-    for name in BENCHES:
+    for name in only or BENCHES:
         t0 = time.perf_counter()
         print(f"[bench] {name} ...", flush=True)
         section = _call(name, args.quick)
@@ -107,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(section.rstrip() + "\n")
 
     title = "# kurate benchmarks" + (" (quick smoke run)" if args.quick else "")
-    report = f"{title}\n\n{machine_info()}\n\n" + "\n".join(sections)
+    if only and out.is_file():
+        report = _merge(out.read_text(), dict(zip(only, sections, strict=True)))
+    else:
+        report = f"{title}\n\n{machine_info()}\n\n" + "\n".join(sections)
     out.write_text(report)
     print(f"[bench] wrote {out}")
     return 0
