@@ -670,6 +670,11 @@ def _forward(model: LightlyCLIModel, dev: torch.device) -> tuple[Callable[[torch
     except onnx_backbone.Unsupported as exc:
         logger.info("embedding with torch: the ONNX graph builder does not know %s", exc)
         return torch_forward, "torch"
+    except Exception as exc:  # noqa: BLE001 - an ONNX Runtime that refuses the graph: torch still works
+        if choice == "onnxruntime":
+            raise
+        logger.warning("embedding with torch: ONNX Runtime failed to load the model (%s)", exc)
+        return torch_forward, "torch"
     return (lambda x: fast(x.numpy())), "onnxruntime"
 
 

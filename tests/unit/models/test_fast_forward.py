@@ -88,3 +88,20 @@ def test_fast_embed_decode_is_close_to_the_exact_decode_but_opt_in(tmp_path):
     assert (diff / np.linalg.norm(exact.embeddings, axis=1)).max() < 0.05  # ...the same picture
     cfg = embedding.model_config("resnet-9", 0.125, 16, 24)
     assert embed_cache.cache_key(cfg, "w", 32, True) != embed_cache.cache_key(cfg, "w", 32)  # no mixing
+
+
+def test_a_failing_onnx_runtime_falls_back_to_torch_unless_asked_for(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("InvalidGraph")
+
+    monkeypatch.setattr(onnx_backbone, "OnnxBackbone", broken)
+    model = _model("resnet-9", 0.125)
+    monkeypatch.setenv(embedding.BACKEND_ENV, "auto")
+    _, backend = embedding._forward(model, torch.device("cpu"))
+    assert backend == "torch"
+    monkeypatch.setenv(embedding.BACKEND_ENV, "onnxruntime")
+    with pytest.raises(RuntimeError, match="InvalidGraph"):
+        embedding._forward(model, torch.device("cpu"))
+    monkeypatch.setenv(embedding.BACKEND_ENV, "tensorrt")
+    with pytest.raises(Exception, match="KURATE_EMBED_BACKEND"):
+        embedding._forward(model, torch.device("cpu"))
