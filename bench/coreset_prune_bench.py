@@ -13,6 +13,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -37,13 +38,23 @@ def make(p: dict, seed: int = 0) -> np.ndarray:
     return centres[labels] + rng.standard_normal((p["n"], p["d"]), dtype=np.float32) * p["spread"]
 
 
-def _timed(x: np.ndarray, k: int, mode: str) -> tuple[float, np.ndarray, int]:
+def _timed(x: np.ndarray, k: int, mode: str) -> tuple[float, Any]:
     from kurate.selection import coreset
 
     os.environ[coreset.PRUNE_ENV] = mode
     t0 = time.perf_counter()
     info = coreset.coreset_with_info(x, n_samples=k)
-    return time.perf_counter() - t0, info.indices, info.pruned_steps
+    return time.perf_counter() - t0, info
+
+
+def _agreement(ref: Any, got: Any) -> str:
+    """Identical picks, or how far they are identical and how close the pick distances stay."""
+    differ = np.flatnonzero(ref.indices != got.indices)
+    if not len(differ):
+        return "identical"
+    a, b = ref.pick_distances[1:], got.pick_distances[1:]
+    rel = float(np.max(np.abs(a - b) / np.maximum(a, 1e-30)))
+    return f"first {differ[0]:,} identical; distances within {rel:.0e}"
 
 
 def run(quick: bool = False) -> str:
@@ -57,24 +68,24 @@ def run(quick: bool = False) -> str:
         " (`auto`): the run measures plain and pruned steps and keeps the faster. Seconds for the whole"
         f" `coreset_with_info` call; median of {rounds} alternated round(s).",
         "",
-        "| data | N | d | k | brute s | auto s | auto / brute | pruned steps | same picks |",
+        "| data | N | d | k | brute s | auto s | auto / brute | pruned steps | picks vs brute force |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     try:
         for label, p in cases:
             x = make(p)
-            ratios, tb, ta, same, pruned = [], [], [], True, 0
+            ratios, tb, ta, same, pruned = [], [], [], "", 0
             for _ in range(rounds):
-                t_off, ref, _ = _timed(x, p["k"], "off")
-                t_auto, picks, pruned = _timed(x, p["k"], "auto")
-                same = same and bool(np.array_equal(ref, picks))
+                t_off, ref = _timed(x, p["k"], "off")
+                t_auto, got = _timed(x, p["k"], "auto")
+                pruned = got.pruned_steps
+                same = _agreement(ref, got)
                 tb.append(t_off)
                 ta.append(t_auto)
                 ratios.append(t_auto / t_off)
             lines.append(
                 f"| {label} | {p['n']:,} | {p['d']} | {p['k']:,} | {statistics.median(tb):.2f} |"
-                f" {statistics.median(ta):.2f} | **{statistics.median(ratios):.2f}** | {pruned} |"
-                f" {'yes' if same else 'NO'} |"
+                f" {statistics.median(ta):.2f} | **{statistics.median(ratios):.2f}** | {pruned} | {same} |"
             )
     finally:
         if saved is None:
@@ -86,7 +97,9 @@ def run(quick: bool = False) -> str:
         "Pruning skips every centre whose radius bound proves its points cannot move to the new pick;"
         " it pays when the data is clustered at the scale of k (few centres reachable), and costs a few"
         " N-length passes over 4-byte arrays per pick where it does not (then `auto` goes back to plain"
-        " steps after its trial window).",
+        " steps after its trial window). Picks: the same up to float ties: where two candidates' float32"
+        " distances agree to the last bits (the expanded-form rounding, ~1e-5 relative), the GEMV over a"
+        " subset of rows may round the other way and the two runs continue from equally far picks.",
         "",
     ]
     return "\n".join(lines)

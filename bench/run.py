@@ -98,17 +98,24 @@ def _merge(report: str, new: dict[str, str]) -> str:
     starts another module's section (a module's own ``## `` sub-headings stay with it).
     """
     lines = report.splitlines(keepends=True)
+    cursor = None  # new sections go after the ones this call placed, in the order given
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+    where = f"{_cpu_model()}, {os.cpu_count()} logical cores, load average {load}"
     for _name, section in new.items():
         heads = [ln for ln in section.splitlines(keepends=True) if ln.startswith("## ")]
         first = heads[0] if heads else ""
         own = set(heads)
         start = next((i for i, ln in enumerate(lines) if ln == first), None)
         when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        stamp = f"<!-- measured {when} with bench/run.py --only; other sections keep their own dates -->\n"
+        stamp = f"<!-- measured {when} on {where} (bench/run.py --only; other sections: see above) -->\n"
         block = [stamp, *section.splitlines(keepends=True), "\n"]
         if start is None:  # a new section: before the first existing one (after the machine facts)
-            at = next((i for i, ln in enumerate(lines) if ln.startswith(("## ", "<!-- "))), len(lines))
-            lines[at:at] = block
+            if cursor is None:
+                cursor = next(
+                    (i for i, ln in enumerate(lines) if ln.startswith(("## ", "<!-- "))), len(lines)
+                )
+            lines[cursor:cursor] = block
+            cursor += len(block)
             continue
         if start > 0 and lines[start - 1].startswith("<!-- measured "):
             start -= 1
