@@ -45,6 +45,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 #: The check decodes JPEGs DCT-scaled (1/2, 1/4, 1/8) down to this short side (not below).
 CHECK_MIN_EDGE = 64
+#: ``info`` key of :func:`check_image`'s result: the file's (width, height) from its header.
+HEADER_SIZE = "kurate.header_size"
 #: Reason prefix of a JPEG whose compressed data libjpeg found damaged (the stricter check).
 DAMAGED_JPEG = "damaged JPEG data"
 
@@ -132,6 +134,21 @@ def _check_scale(width: int, height: int) -> int:
     return scale
 
 
+def _check_jpeg(img: Image.Image, data: bytes, name: str, max_pixels: int, strict_jpeg: bool) -> Image.Image:
+    """:func:`check_image` for a JPEG: DCT-scaled, through simplejpeg when strict (else Pillow's draft)."""
+    scale = _check_scale(*img.size)
+    orientation = _orientation(img)
+    if strict_jpeg and img.mode in ("RGB", "L"):
+        fast = _strict_jpeg(data, name, max_pixels, img.size, scale)
+        if fast is not None:
+            out = Image.fromarray(fast, "RGB")
+            method = _TRANSPOSE.get(orientation)
+            return out.transpose(method) if method is not None else out
+    if scale > 1:
+        img.draft(img.mode, (img.width // scale, img.height // scale))
+    return _load_upright(img)
+
+
 def check_image(
     data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS, *, strict_jpeg: bool = True
 ) -> Image.Image:
@@ -145,24 +162,19 @@ def check_image(
     hides: a JPEG whose compressed scan is damaged (lost or garbled bytes, a stray end marker) is
     reported as ``damaged JPEG data: <libjpeg's message>``. A file Pillow rejects keeps Pillow's
     reason; a JPEG simplejpeg cannot handle at all (unusual colour spaces, odd markers) gets Pillow's
-    verdict alone.
+    verdict alone. ``image.info["kurate.header_size"]`` holds the file's own (width, height), before
+    scaling and EXIF rotation, as the header states it.
     """
 
     def run() -> Image.Image:
         img = _open(data, name, max_pixels)
+        size = img.size
         if img.format != "JPEG":
-            return _load_upright(img)
-        scale = _check_scale(*img.size)
-        orientation = _orientation(img)
-        if strict_jpeg and img.mode in ("RGB", "L"):
-            fast = _strict_jpeg(data, name, max_pixels, img.size, scale)
-            if fast is not None:
-                out = Image.fromarray(fast, "RGB")
-                method = _TRANSPOSE.get(orientation)
-                return out.transpose(method) if method is not None else out
-        if scale > 1:
-            img.draft(img.mode, (img.width // scale, img.height // scale))
-        return _load_upright(img)
+            out = _load_upright(img)
+        else:
+            out = _check_jpeg(img, data, name, max_pixels, strict_jpeg)
+        out.info[HEADER_SIZE] = size
+        return out
 
     return _decoded(name, run)
 

@@ -84,6 +84,7 @@ def test_check_image_is_upright_rgb_and_reduced():
         assert plain.mode == rotated.mode == "RGB"
         assert plain.size == (100, 75)  # DCT-scaled 1/8, short side >= CHECK_MIN_EDGE
         assert rotated.size == (75, 100)  # EXIF orientation 6 applied, as decode_image does
+        assert plain.info[image.HEADER_SIZE] == rotated.info[image.HEADER_SIZE] == (800, 600)  # the header's
         full = image.decode_image(jc.encode_jpeg(base, exif=exif.tobytes()))
         small = np.asarray(full.resize(rotated.size, Image.Resampling.BOX), dtype=np.int16)
         assert np.abs(small - np.asarray(rotated, dtype=np.int16)).mean() < 6  # same picture
@@ -93,6 +94,7 @@ def test_small_and_non_jpeg_images_are_decoded_whole():
     img = jc.photo_image(jc.photos()[0][1], (120, 90), np.random.default_rng(1))
     small = image.check_image(jc.encode_jpeg(img), "s.jpg")
     assert small.size == (120, 90)  # too small to scale down
+    assert small.info[image.HEADER_SIZE] == (120, 90)
     buf = io.BytesIO()
     img.save(buf, "PNG")
     png = image.check_image(buf.getvalue(), "p.png")
