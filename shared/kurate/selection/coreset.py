@@ -363,9 +363,12 @@ class _PrunePolicy:
 
     Plain steps first (with the nearest-pick bookkeeping); after :data:`PRUNE_TRIAL_AT` picks the
     pruned step gets a trial window; it stays while its median step time beats the plain steps' and
-    hands back otherwise, with the next trial twice as far away. ``on`` prunes from the second pick on
-    (tests); ``off`` never.
+    hands back otherwise, with the next trial twice as far away; after :data:`MAX_FAILED_TRIALS` trials
+    that did not pay it gives up (``abandoned``: plain steps without the bookkeeping from then on).
+    ``on`` prunes from the second pick on (tests); ``off`` never.
     """
+
+    MAX_FAILED_TRIALS = 2
 
     WINDOW = 16
 
@@ -378,6 +381,8 @@ class _PrunePolicy:
         self.plain_ref = 0.0
         self.next_trial = PRUNE_TRIAL_AT
         self.backoff = PRUNE_TRIAL_AT
+        self.failed_trials = 0
+        self.abandoned = False
 
     def record(self, seconds: float, n_picks: int) -> bool:
         """Note one step's time; True when the caller must switch to pruned steps now."""
@@ -391,6 +396,8 @@ class _PrunePolicy:
             if len(self.trial) >= self.WINDOW:
                 if statistics.median(self.trial) > self.plain_ref:  # not paying: plain steps again
                     self.pruned = False
+                    self.failed_trials += 1
+                    self.abandoned = self.failed_trials >= self.MAX_FAILED_TRIALS
                     self.backoff *= 2
                     self.next_trial = n_picks + self.backoff
                     self.plain = []
@@ -563,6 +570,8 @@ def coreset_with_info(
         take(i, math.sqrt(max(float(mind[i]), 0.0)))
         if pruner is not None and policy.record(time.perf_counter() - t0, len(picks)):
             pruner.start(mind)
+        if policy.abandoned:
+            pruner = None  # pruning does not pay on this data: plain steps, no bookkeeping
 
 
 def _greedy_torch(

@@ -85,6 +85,16 @@ def test_policy_hands_back_when_pruning_does_not_pay():
     for k in range(policy.WINDOW):
         policy.record(3.0, coreset.PRUNE_TRIAL_AT + 1 + k)  # slower than the plain steps
     assert not policy.pruned and policy.next_trial > coreset.PRUNE_TRIAL_AT + policy.WINDOW
+    assert not policy.abandoned
+    k = policy.next_trial
+    for _ in range(policy.WINDOW):  # the second trial does not pay either: it gives up for good
+        policy.record(1.0, k)
+        k += 1
+    assert policy.pruned
+    for _ in range(policy.WINDOW):
+        policy.record(3.0, k)
+        k += 1
+    assert policy.abandoned and not policy.pruned
     fast = coreset._PrunePolicy("auto")
     for k in range(1, coreset.PRUNE_TRIAL_AT + 1):
         fast.record(1.0, k)
