@@ -11,9 +11,27 @@ the caller uses torch.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
+
+#: ONNX Runtime >= 1.29 uploads usage telemetry from Linux too, and keeps a device id under
+#: ~/.cache/Microsoft/DeveloperTools. kurate runs on users' private data and never calls out: these
+#: opt-outs are set (unless the user set them) before onnxruntime is first imported.
+TELEMETRY_OPT_OUT = ("ORT_DISABLE_TELEMETRY", "ORT_TELEMETRY_DISABLED")
+
+
+def _import_ort() -> Any:
+    """onnxruntime, imported with its telemetry off (see :data:`TELEMETRY_OPT_OUT`)."""
+    for var in TELEMETRY_OPT_OUT:
+        os.environ.setdefault(var, "1")
+    import onnxruntime
+
+    disable = getattr(onnxruntime, "disable_telemetry_events", None)
+    if disable is not None:
+        disable()
+    return onnxruntime
 
 
 class Unsupported(Exception):
@@ -155,7 +173,7 @@ class OnnxBackbone:
     """Callable ``(N,3,H,W) float32 array -> (N,F) float32 array`` on ONNX Runtime's CPU provider."""
 
     def __init__(self, backbone: Any, threads: int) -> None:
-        import onnxruntime as ort
+        ort = _import_ort()
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(1, int(threads))
@@ -176,7 +194,8 @@ def available() -> bool:
     """Whether onnx and onnxruntime are installed (the embed extra brings them)."""
     try:
         import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+
+        _import_ort()
     except ImportError:
         return False
     return True

@@ -105,3 +105,22 @@ def test_a_failing_onnx_runtime_falls_back_to_torch_unless_asked_for(monkeypatch
     monkeypatch.setenv(embedding.BACKEND_ENV, "tensorrt")
     with pytest.raises(Exception, match="KURATE_EMBED_BACKEND"):
         embedding._forward(model, torch.device("cpu"))
+
+
+def test_onnx_runtime_telemetry_stays_off(tmp_path):
+    """ONNX Runtime's Linux telemetry (uploads, a device id under ~/.cache) is opted out of before import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, torch\n"
+        "from kurate.models import embedding, onnx_backbone\n"
+        "m = embedding.build_model('resnet-9', 0.125, 8, 8).eval()\n"
+        "print(onnx_backbone.OnnxBackbone(m.backbone, 1)(np.zeros((1, 3, 16, 16), np.float32)).shape)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("ORT_")}
+    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / ".cache"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1, 8)"
+    assert not list(tmp_path.rglob("deviceid")), "onnxruntime wrote a telemetry device id"
