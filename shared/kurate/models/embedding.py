@@ -744,7 +744,9 @@ def embed_files(
     if is_crops:
         dataset = _CropStream(files, input_size, max_pixels)
     elif has_video:
-        dataset = _SampleStream(files, input_size, max_pixels, threads=1 if workers else 0, fast_decode=fast_decode)
+        dataset = _SampleStream(
+            files, input_size, max_pixels, threads=1 if workers else 0, fast_decode=fast_decode
+        )
     else:
         dataset = _ImageDataset(files.root, names, input_size, max_pixels, fast_decode)
     loader = torch.utils.data.DataLoader(
