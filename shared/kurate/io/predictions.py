@@ -194,13 +194,8 @@ def read_meta(path: str) -> dict[str, Any]:
 
 def iter_records(path: str) -> Iterator[tuple[str, list[Prediction]]]:
     """``(file_name, predictions)`` per sample, streaming (nothing when the artifact is inactive)."""
-    if not path or not read_meta(path).get("active"):
-        return
-    with storage.local_path(storage.join(path, LINES)).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                yield str(rec["file_name"]), rec["predictions"]
+    for name, ps, _ in iter_sized_records(path):
+        yield name, ps
 
 
 def iter_sized_records(path: str) -> Iterator[tuple[str, list[Prediction], tuple[int, int] | None]]:

@@ -17,7 +17,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from kurate.errors import ConfigError, KurateError
 
@@ -41,6 +42,32 @@ def model_settings(key: str) -> dict[str, object]:
         raise ConfigError("PRETRAINED_WEIGHTS", f"got {key!r}; allowed: {', '.join(zoo_entries())}") from None
 
 
+def _bake_one(url: str, dest: str, from_file: str, what: str, verify: Callable[[str], Any]) -> str:
+    """Download ``url`` (or copy ``from_file``) into ``dest`` under its file name; returns the path.
+
+    ``verify`` loads the file first: nothing is left behind when it does not load.
+    """
+    target = os.path.join(dest, url.rsplit("/", 1)[-1])
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest)
+    os.close(fd)
+    try:
+        if from_file:
+            shutil.copyfile(from_file, tmp)
+        else:
+            import torch.hub
+
+            torch.hub.download_url_to_file(url, tmp, progress=False)
+        try:
+            verify(tmp)
+        except KurateError as exc:
+            raise KurateError(f"weights for {what} do not load: {exc}") from None
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
 def bake(keys: Sequence[str], dest: str, from_file: str = "") -> list[str]:
     """Put the weights of every zoo ``key`` into ``dest`` (downloaded, or copied from ``from_file``).
 
@@ -54,27 +81,12 @@ def bake(keys: Sequence[str], dest: str, from_file: str = "") -> list[str]:
     for key in keys:
         if key not in zoo:
             raise ConfigError("PRETRAINED_WEIGHTS", f"got {key!r}; allowed: {', '.join(zoo)}")
-        url = zoo[key]
-        target = os.path.join(dest, url.rsplit("/", 1)[-1])
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest)
-        os.close(fd)
-        try:
-            if from_file:
-                shutil.copyfile(from_file, tmp)
-            else:
-                import torch.hub
+        settings: dict[str, Any] = model_settings(key)
 
-                torch.hub.download_url_to_file(url, tmp, progress=False)
-            settings = model_settings(key)
-            try:
-                prepare_model(checkpoint=tmp, **settings)  # type: ignore[arg-type]
-            except KurateError as exc:
-                raise KurateError(f"weights for {key} do not load: {exc}") from None
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        written.append(target)
+        def verify(path: str, settings: dict[str, Any] = settings) -> Any:
+            return prepare_model(checkpoint=path, **settings)
+
+        written.append(_bake_one(zoo[key], dest, from_file, key, verify))
     return written
 
 
@@ -104,6 +116,7 @@ def bake_detectors(names: Sequence[str], dest: str, from_file: str = "") -> list
     downloading, for a single detector). Returns the written paths.
     """
     from kurate.models import coco
+    from kurate.models.detection import load_detector
 
     archs = detector_names(names)
     if from_file and len(archs) != 1:
@@ -111,30 +124,11 @@ def bake_detectors(names: Sequence[str], dest: str, from_file: str = "") -> list
     os.makedirs(dest, exist_ok=True)
     written = []
     for arch in archs:
-        target = os.path.join(dest, coco.WEIGHT_FILES[arch])
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest)
-        os.close(fd)
-        try:
-            if from_file:
-                shutil.copyfile(from_file, tmp)
-            else:
-                import torch.hub
 
-                torch.hub.download_url_to_file(
-                    coco.DOWNLOAD_BASE + coco.WEIGHT_FILES[arch], tmp, progress=False
-                )
-            from kurate.models.detection import load_detector
+        def verify(path: str, arch: str = arch) -> Any:
+            return load_detector({"architecture": arch, "checkpoint": path, "categories": coco.categories()})
 
-            settings = {"architecture": arch, "checkpoint": tmp, "categories": coco.categories()}
-            try:
-                load_detector({**settings, "weights": "file"})
-            except KurateError as exc:
-                raise KurateError(f"weights for {arch} do not load: {exc}") from None
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        written.append(target)
+        written.append(_bake_one(coco.DOWNLOAD_BASE + coco.WEIGHT_FILES[arch], dest, from_file, arch, verify))
     return written
 
 

@@ -23,16 +23,8 @@ from kurate.phases.ingest import run_ingest
 from kurate.phases.pretag import run_pretag
 from kurate.phases.select import run_select
 from kurate.plan import make_plan
+from tests.compile.test_argo import EMBED
 
-EMBED = {
-    "lightly": {
-        "model": {"name": "resnet-18", "num_ftrs": 16, "width": 1.0, "out_dim": 128},
-        "collate": {"input_size": 32},
-        "loader": {"batch_size": 4, "num_workers": 0},
-        "pre_trained": False,
-        "seed": 1,
-    }
-}
 CATS = [{"id": 0, "name": "car"}, {"id": 1, "name": "truck"}]
 
 
