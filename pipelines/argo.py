@@ -183,7 +183,9 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
         )
         pretag_gpu, pretag_kw = gpu_settings(opts.pretag_gpu_count)
         pretag = phase("pretag", "pretag", "pretag", ["clean"], ["predictions"], gpu=pretag_gpu, **pretag_kw)
-        select = phase("select", "select", "select", ["embeddings", "files", "predictions"], ["selection"])
+        select = phase(
+            "select", "select", "select", ["embeddings", "files", "predictions", "clean"], ["selection"]
+        )
         export = phase(
             "export",
             "export",
@@ -241,8 +243,9 @@ def build_workflow(options: ClusterOptions | None = None, kind: Kind = "Workflow
                     art("embeddings", "merge"),
                     art("files", "ingest"),
                     art("predictions", "pretag"),
+                    art("clean", "check"),
                 ],
-                dependencies=["ingest", "merge", "pretag"],
+                dependencies=["ingest", "check", "merge", "pretag"],
             )
             Task(
                 name="export",

@@ -138,6 +138,7 @@ def build_pipeline(
             embeddings=merged.outputs["embeddings"],
             files=listed.outputs["files"],
             predictions=tagged.outputs["predictions"],
+            clean=checked.outputs["clean"],
         ).set_display_name("select")
         _cluster(selected, "select", "select", opts, target)
         exported = export(

@@ -1,4 +1,4 @@
-"""KFP component: select (coreset or random)."""
+"""KFP component: select (coreset, random, or Lightly's selection strategies)."""
 
 from kfp import dsl
 
@@ -12,6 +12,7 @@ def select(
     embeddings: dsl.Input[EmbeddingsArtifact],
     files: dsl.Input[FileListArtifact],
     predictions: dsl.Input[PredictionsArtifact],
+    clean: dsl.Input[FileListArtifact],
     selection: dsl.Output[FileListArtifact],
 ):
     """Choose a diverse subset of the embedded samples, weighted by the scorer when predictions exist."""
@@ -19,4 +20,4 @@ def select(
 
     from kurate.phases.select import run_select
 
-    run_select(embeddings.path, files.path, selection.path, json.loads(config), predictions.path)
+    run_select(embeddings.path, files.path, selection.path, json.loads(config), predictions.path, clean.path)

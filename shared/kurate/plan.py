@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from kurate.config import lightly_keys
@@ -19,8 +20,11 @@ from kurate.config.load import phase_config, redacted, to_yaml
 from kurate.errors import ConfigError, OutputExistsError, StorageError
 from kurate.io import storage
 from kurate.media import crops
+from kurate.media import metadata as computed_metadata
 from kurate.models import pretag
 from kurate.outputs import export
+from kurate.selection import sources as sel_sources
+from kurate.selection import spec as sel_spec
 
 log = logging.getLogger("kurate.plan")
 
@@ -137,6 +141,7 @@ def _make_plan(cfg: DictConfig, now: float | None, here: bool = False) -> RunPla
     )
     tasks["train"] = _train_task(cfg, run_dir, rel)
     tasks["select"]["seed"] = int(cfg.lightly.seed)
+    _selection_keys(cfg, tasks, input_dir, output_dir, rel)
     _datapool_keys(cfg, tasks, input_dir, output_dir, run_dir)
     tasks["export"].update(tasks.pop("report"))
     tasks["export"]["append_weak_labels"] = bool(cfg.append_weak_labels)
@@ -180,6 +185,136 @@ def _probe_outputs(cfg: DictConfig, run_dir: str, tasks: dict[str, dict[str, Any
         except StorageError as exc:
             cause = str(exc).split(f"{storage.PROBE_PREFIX}", 1)[-1].split(": ", 1)[-1]
             raise ConfigError(key, f"{uri}: not writable ({cause})") from exc
+
+
+def _selection_keys(
+    cfg: DictConfig, tasks: dict[str, dict[str, Any]], input_dir: str, output_dir: str, rel: Any
+) -> None:
+    """``selection_config`` / ``method=coral``: read and check everything the strategies need, now.
+
+    The file is read here (so select gets its content and an edited file reruns select), every value
+    is validated, relative paths are resolved against ``output_dir``, and the prediction tasks, custom
+    metadata and query files the strategies name must exist: a missing one stops the run at start
+    with one line (exit 2), never after embedding.
+    """
+    sel = tasks["select"]
+    raw = phase_value(cfg.selection_config)
+    method = str(cfg.method)
+    if raw in (None, "", {}) and method not in ("coral", "active_learning"):
+        sel["selection_config"] = None
+        return
+    if isinstance(raw, str):
+        path = rel(raw)
+        try:
+            text = storage.read_text(path)
+        except (FileNotFoundError, IsADirectoryError):
+            raise ConfigError("selection_config", f"{path} does not exist or is not a file") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                "selection_config", f"{path} is not valid YAML/JSON: {str(exc).splitlines()[0]}"
+            ) from None
+    al = cfg.active_learning
+    if raw not in (None, "", {}):
+        spec = sel_spec.parse(raw)
+        data = spec.to_dict()
+        for entry in data["strategies"]:
+            inp = entry["input"]
+            for key in ("dataset_id", "tag_name"):
+                value = str(inp.get(key) or "")
+                if value and not (key == "tag_name" and value == sel_sources.ALL_ROWS_TAG):
+                    inp[key] = rel(value)
+                    if not storage.is_file(inp[key]) and not storage.is_folder(inp[key]):
+                        raise ConfigError(
+                            f"selection_config.strategies[{data['strategies'].index(entry)}].input.{key}",
+                            f"{inp[key]} does not exist (a query embeddings file, or a list of query names)",
+                        )
+        sel["selection_config"] = data
+    else:
+        column = str(cfg.active_learning_score_column_name or "")
+        spec = sel_spec.coral_spec(
+            None, None, str(al.task_name or ""), str(al.score_name or ""), column, diversity=method == "coral"
+        )
+        sel["selection_config"] = None
+    sources: dict[str, str] = {}
+    tasks_needed = spec.tasks()
+    if sel_spec.PRETAGGING_TASK in tasks_needed and not cfg.pretagging:
+        raise ConfigError("selection_config", "task lightly_pretagging needs pretagging=True")
+    folder_tasks = [t for t in tasks_needed if t != sel_spec.PRETAGGING_TASK]
+    if folder_tasks:
+        root = _predictions_root(tasks["pretag"], input_dir, output_dir)
+        if not root:
+            raise ConfigError(
+                "selection_config",
+                f"task {folder_tasks[0]!r}: no Lightly predictions folder (.lightly/predictions in "
+                "output_dir "
+                "or input_dir, or pretagging_config's predictions)",
+            )
+        for t in folder_tasks:
+            if not storage.is_file(storage.join(root, t, "schema.json")):
+                raise ConfigError(
+                    "selection_config", f"task {t!r}: {storage.join(root, t)} has no schema.json"
+                )
+        sources["predictions"] = root
+    keys = spec.metadata_keys()
+    for key in keys:
+        if key.startswith("lightly.") and key not in computed_metadata.KEYS:
+            raise ConfigError(
+                "selection_config",
+                f"{key!r} is not computed metadata; kurate computes {', '.join(computed_metadata.KEYS)}",
+            )
+    if any(k.startswith("lightly.") for k in keys) and not cfg.enable_corruptness_check:
+        raise ConfigError(
+            "enable_corruptness_check",
+            "lightly.* metadata is computed by the corruptness check from its decode: "
+            "set enable_corruptness_check=True",
+        )
+    custom = str(cfg.custom_metadata or "")
+    if custom:
+        custom = rel(custom)
+        if not storage.exists(custom):
+            raise ConfigError("custom_metadata", f"{custom} does not exist")
+    if any(not k.startswith("lightly.") for k in keys):
+        if not custom:
+            for base in (output_dir, input_dir):
+                cand = storage.join(base, ".lightly", "metadata")
+                if storage.is_folder(cand):
+                    custom = cand
+                    break
+        if not custom:
+            raise ConfigError(
+                "custom_metadata",
+                "the selection reads custom metadata "
+                f"({', '.join(k for k in keys if not k.startswith('lightly.'))}) "
+                "but there is none: set custom_metadata or add a .lightly/metadata folder",
+            )
+    if custom:
+        sources["custom_metadata"] = custom
+    if any(e.input.column for e in spec.entries):
+        if not cfg.embeddings:
+            raise ConfigError(
+                "active_learning_score_column_name",
+                "needs embeddings=<a Lightly embeddings.csv with that column>",
+            )
+        sources["embeddings_file"] = rel(str(cfg.embeddings))
+    sel["selection_sources"] = sources
+
+
+def _predictions_root(pretag_task: dict[str, Any], input_dir: str, output_dir: str) -> str:
+    """The ``.lightly/predictions`` folder the selection's tasks are read from ("" when none)."""
+    candidates = []
+    settings = pretag_task.get("settings") or {}
+    if settings.get("source") == "predictions" and settings.get("predictions"):
+        p = str(settings["predictions"])
+        candidates += [p, storage.join(p, ".lightly", "predictions")]
+    candidates += [storage.join(b, ".lightly", "predictions") for b in (output_dir, input_dir)]
+    for cand in candidates:
+        if storage.is_file(storage.join(cand, "tasks.json")) or (
+            storage.is_folder(cand) and cand.endswith("predictions")
+        ):
+            return cand
+    return ""
 
 
 def _train_task(cfg: DictConfig, run_dir: str, rel: Any) -> dict[str, Any]:

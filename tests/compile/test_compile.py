@@ -73,7 +73,7 @@ def test_kfp_tasks_images_and_dependencies(compiled):
     assert set(dag["for-loop-1"]["dependentTasks"]) == {"check", "shards", "train", "pretag"}
     assert set(dag["merge"]["dependentTasks"]) == {"for-loop-1"}
     assert set(dag["pretag"]["dependentTasks"]) == {"check"}
-    assert set(dag["select"]["dependentTasks"]) == {"merge", "ingest", "pretag"}
+    assert set(dag["select"]["dependentTasks"]) == {"merge", "ingest", "pretag", "check"}
     assert set(dag["export"]["dependentTasks"]) == {"ingest", "check", "merge", "pretag", "select"}
     assert dag["ingest"]["cachingOptions"].get("enableCache") is not True
     # The fan-out: embed runs once per item of the shards task's list, merge collects them.
@@ -116,6 +116,7 @@ def test_kfp_artifact_types(compiled):
         "embeddings",
         "files",
         "predictions",
+        "clean",  # computed lightly.* metadata for selection_config
     }
     assert comps["comp-merge"]["inputDefinitions"]["artifacts"]["shards"]["isArtifactList"] is True
     ins = comps["comp-export"]["inputDefinitions"]

@@ -26,7 +26,7 @@ _USER_NAME = "kurate_user_config"
 
 MODEL_NAMES = ("resnet-9", "resnet-18", "resnet-34", "resnet-50", "resnet-101", "resnet-152")
 IMAGE_FORMATS = ("png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff", "ppm")
-METHODS = ("coreset", "random")
+METHODS = ("coreset", "random", "coral", "active_learning")
 SCORERS = ("object-frequency",)
 REDACTED = "***"
 
@@ -136,6 +136,7 @@ def compose_config(
         if isinstance(user, DictConfig):
             user.pop("defaults", None)
             user.pop("hydra", None)
+            user = _worker_sections(user)
         try:
             base = OmegaConf.merge(base, user)
         except OmegaConfBaseException as exc:
@@ -181,6 +182,30 @@ def _full_yaml_key(key: str, user: Any) -> str:
             if k not in sub:
                 return f"{key}.{k!s}"
     return key
+
+
+def _worker_sections(user: DictConfig) -> DictConfig:
+    """Lightly Worker's ``schedule_compute_worker_run`` sections as one flat config.
+
+    A file may hold ``worker_config`` (the same keys as a flat config), ``lightly_config`` (the
+    ``lightly.*`` keys) and ``selection_config`` as Lightly's Python client takes them; keys given at
+    the top level win.
+    """
+    worker = user.pop("worker_config", None)
+    lightly = user.pop("lightly_config", None)
+    if worker is None and lightly is None:
+        return user
+    parts: list[Any] = []
+    for name, part in (("worker_config", worker), ("lightly_config", lightly)):
+        if part is not None and not isinstance(part, DictConfig):
+            raise ConfigError(name, f"expected a mapping of keys, got {type(part).__name__}")
+    if worker is not None:
+        parts.append(worker)
+    if lightly is not None:
+        parts.append(OmegaConf.create({"lightly": lightly}))
+    merged = OmegaConf.merge(*parts, user)
+    assert isinstance(merged, DictConfig)
+    return merged
 
 
 def _reject_unknown(cfg: Any, schema: Any, prefix: str) -> None:
@@ -332,6 +357,33 @@ def validate(cfg: DictConfig) -> None:
         "stopping_condition.min_distance",
         f"got {md!r}; allowed: a distance >= 0, or -1 (inactive)",
     )
+    selection = _plain(cfg.selection_config)
+    if selection not in (None, "", {}):
+        clash = [
+            key
+            for key, on in (
+                ("method", cfg.method != "coreset"),
+                ("stopping_condition.n_samples", n_samples_active(n)),
+                ("stopping_condition.min_distance", md != -1),
+            )
+            if on
+        ]
+        _need(
+            not clash,
+            "selection_config",
+            f"cannot be combined with {' and '.join(clash)}: selection_config sets the strategies and the "
+            "budget; remove one of them",
+        )
+        _need(
+            isinstance(selection, dict | str),
+            "selection_config",
+            f"got {type(selection).__name__}; allowed: a mapping, or the path of a YAML/JSON file",
+        )
+        _need(
+            cfg.selected_sequence_length == 1,
+            "selected_sequence_length",
+            "sequence selection does not combine with selection_config; set selected_sequence_length=1",
+        )
     _need(cfg.method in METHODS, "method", f"got {cfg.method!r}; allowed: {', '.join(METHODS)}")
     th = cfg.corruptness_check.corruption_threshold
     _need(0 <= th <= 1, "corruptness_check.corruption_threshold", f"got {th!r}; allowed: a number in [0, 1]")

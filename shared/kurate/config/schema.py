@@ -204,6 +204,16 @@ class ScorerConfig:
 
 
 @dataclass
+class ActiveLearning:
+    """``active_learning.*`` (select phase; ``method=coral`` / ``active_learning``, Lightly Worker 2.x)."""
+
+    task_name: str = ""  # the prediction task whose active-learning scores weight the selection
+    score_name: str = (
+        ""  # uncertainty_least_confidence | uncertainty_margin (default) | uncertainty_entropy | ...
+    )
+
+
+@dataclass
 class Datapool:
     """``datapool.*`` (datapool update after selection)."""
 
@@ -349,8 +359,14 @@ class PretagKeys:
 class SelectKeys:
     """Read by the select phase."""
 
-    method: str = "coreset"  # coreset (k-center greedy) or random
+    method: str = "coreset"  # coreset (k-center greedy), random, coral (coreset x AL score), active_learning
     stopping_condition: StoppingCondition = field(default_factory=StoppingCondition)
+    # Lightly Worker's selection: {n_samples | proportion_samples, strategies: [{input, strategy}]}, inline
+    # or a YAML/JSON file (relative to output_dir, or a URI); replaces method and stopping_condition.
+    selection_config: Any = None
+    active_learning: ActiveLearning = field(default_factory=ActiveLearning)
+    active_learning_score_column_name: str = ""  # method=coral: scores from this column of `embeddings`
+    custom_metadata: str = ""  # custom metadata: JSON/CSV file or .lightly/metadata folder (rel. output_dir)
     normalize_embeddings: bool = True  # unit-length embeddings before selection
     selected_sequence_length: int = 1  # videos: select whole blocks of this many frames
     scorer: str = "object-frequency"  # active-learning scorer; only active when predictions exist

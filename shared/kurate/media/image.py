@@ -47,8 +47,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 CHECK_MIN_EDGE = 64
 #: ``info`` key of :func:`check_image`'s result: the file's (width, height) from its header.
 HEADER_SIZE = "kurate.header_size"
+#: ``info`` key of :func:`check_image`'s result: the full-size upright (width, height), i.e. the size
+#: :func:`decode_image` returns (the header's, turned as the EXIF orientation turns the picture).
+UPRIGHT_SIZE = "kurate.upright_size"
 #: Reason prefix of a JPEG whose compressed data libjpeg found damaged (the stricter check).
 DAMAGED_JPEG = "damaged JPEG data"
+
+#: EXIF orientations whose transform swaps width and height.
+_TURNED = frozenset((5, 6, 7, 8))
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -134,10 +140,11 @@ def _check_scale(width: int, height: int) -> int:
     return scale
 
 
-def _check_jpeg(img: Image.Image, data: bytes, name: str, max_pixels: int, strict_jpeg: bool) -> Image.Image:
+def _check_jpeg(
+    img: Image.Image, data: bytes, name: str, max_pixels: int, strict_jpeg: bool, orientation: int
+) -> Image.Image:
     """:func:`check_image` for a JPEG: DCT-scaled, through simplejpeg when strict (else Pillow's draft)."""
     scale = _check_scale(*img.size)
-    orientation = _orientation(img)
     if strict_jpeg and img.mode in ("RGB", "L"):
         fast = _strict_jpeg(data, name, max_pixels, img.size, scale)
         if fast is not None:
@@ -163,7 +170,8 @@ def check_image(
     reported as ``damaged JPEG data: <libjpeg's message>``. A file Pillow rejects keeps Pillow's
     reason; a JPEG simplejpeg cannot handle at all (unusual colour spaces, odd markers) gets Pillow's
     verdict alone. ``image.info["kurate.header_size"]`` holds the file's own (width, height), before
-    scaling and EXIF rotation, as the header states it.
+    scaling and EXIF rotation, as the header states it; ``image.info["kurate.upright_size"]`` the
+    full-size upright (width, height), :func:`decode_image`'s size.
     """
 
     def run() -> Image.Image:
@@ -171,9 +179,13 @@ def check_image(
         size = img.size
         if img.format != "JPEG":
             out = _load_upright(img)
+            upright = out.size  # decoded whole
         else:
-            out = _check_jpeg(img, data, name, max_pixels, strict_jpeg)
+            orientation = _orientation(img)
+            out = _check_jpeg(img, data, name, max_pixels, strict_jpeg, orientation)
+            upright = (size[1], size[0]) if orientation in _TURNED else size
         out.info[HEADER_SIZE] = size
+        out.info[UPRIGHT_SIZE] = upright
         return out
 
     return _decoded(name, run)

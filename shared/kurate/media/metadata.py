@@ -13,7 +13,9 @@ One pass over one decoded image, no second decode. Definitions (``L`` = the grey
 - ``lightly.uniformRowRatio``: fraction of pixel rows whose pixels are all the same RGB colour
   (in [0, 1]; a truncated JPEG's grey fill makes it large).
 - ``lightly.width``, ``lightly.height``: pixels of the upright image; ``lightly.sizeInBytes``: the file's
-  size (empty for a video frame).
+  size (empty for a video frame). The check decodes JPEGs DCT-scaled (:func:`kurate.media.image.check_image`):
+  it measures the other values on those reduced pixels and sets width and height to the file's full
+  upright size (exact).
 
 Where Lightly's formulas are not public (luminance, contrast, uniformRowRatio) these definitions are
 kurate's, chosen within the ranges Lightly's API declares, and documented in the README.

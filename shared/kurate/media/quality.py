@@ -33,7 +33,7 @@ from kurate.errors import CorruptFileError
 from kurate.io import storage
 from kurate.io.filelist import FileList, sample_uri
 from kurate.io.names import unsafe_reason
-from kurate.media import image
+from kurate.media import image, metadata
 
 log = logging.getLogger("kurate.check")
 
@@ -50,8 +50,9 @@ class _Bar(tqdm):  # type: ignore[type-arg]
     monitor_interval = 0
 
 
-# Per-file outcome: (sha256 hex or "" if unreadable, reason or "" if fine).
-_Outcome = tuple[str, str]
+# Per-file outcome: (sha256 hex or "" if unreadable, reason or "" if fine, the lightly.* metadata of
+# the decoded pixels or None when not decoded).
+_Outcome = tuple[str, str, dict[str, float] | None]
 
 
 @dataclass
@@ -83,19 +84,23 @@ def _check_data(
     name: str, data: bytes | OSError, decode: bool, max_pixels: int, strict_jpeg: bool = True
 ) -> _Outcome:
     if isinstance(data, OSError):
-        return "", _reason(data)
+        return "", _reason(data), None
     digest = hashlib.sha256(data).hexdigest()
     if not decode:
-        return digest, ""
+        return digest, "", None
     try:
-        image.check_image(data, name, max_pixels, strict_jpeg=strict_jpeg)
+        img = image.check_image(data, name, max_pixels, strict_jpeg=strict_jpeg)
     except CorruptFileError as exc:
-        return digest, exc.reason
+        return digest, exc.reason, None
     except Exception as exc:  # a hostile file must never abort the whole run
         # Pillow raises the odd unexpected type (struct.error, ZeroDivisionError...) on fuzzed input.
         log.debug("%s: unexpected %s while decoding", name, type(exc).__name__, exc_info=True)
-        return digest, f"cannot decode image: {type(exc).__name__}: {exc}".splitlines()[0]
-    return digest, ""
+        return digest, f"cannot decode image: {type(exc).__name__}: {exc}".splitlines()[0], None
+    # Lightly's computed metadata from the pixels the check decoded (no second decode): measured on
+    # the check's reduced pixels (JPEGs DCT-scaled), width and height the file's own, upright.
+    meta = metadata.image_metadata(img, len(data))
+    meta["lightly.width"], meta["lightly.height"] = map(float, img.info[image.UPRIGHT_SIZE])
+    return digest, "", meta
 
 
 def _check_chunk(
@@ -220,12 +225,12 @@ def check_files(
     frame_col = files.columns.get("frame") or [""] * len(files.names)
     image_pos: list[int] = []
     videos: dict[str, list[int]] = {}
-    outcomes: list[_Outcome] = [("", "")] * n
+    outcomes: list[_Outcome] = [("", "", None)] * n
     for i, name in enumerate(names):
         v = video_col[first_row[name]]
         unsafe = unsafe_reason(v or name)
         if unsafe:  # never read: the name would not stay inside the input folder (kurate.io.names)
-            outcomes[i] = ("", unsafe)
+            outcomes[i] = ("", unsafe, None)
         elif v:
             videos.setdefault(v, []).append(i)
         else:
@@ -276,7 +281,7 @@ def check_files(
     duplicate_of: dict[int, str] = {}
     if remove_exact_duplicates:
         for i in sorted(range(n), key=names.__getitem__):
-            digest, reason = outcomes[i]
+            digest, reason, _meta = outcomes[i]
             if reason or not digest:
                 continue
             kept = keeper_of.setdefault(digest, names[i])
@@ -300,7 +305,9 @@ def check_files(
         clean=FileList(
             root=files.root,
             names=[names[i] for i in clean_i],
-            columns=cols(clean_i, {"sha256": [outcomes[i][0] for i in clean_i]}),
+            columns=cols(
+                clean_i, {"sha256": [outcomes[i][0] for i in clean_i], **_metadata_columns(outcomes, clean_i)}
+            ),
             extra=extra,
         ),
         corrupt=FileList(
@@ -333,6 +340,19 @@ def check_files(
         len(result.duplicates),
     )
     return result
+
+
+def _metadata_columns(outcomes: list[_Outcome], rows: list[int]) -> dict[str, list[str]]:
+    """The clean list's ``lightly.*`` columns (empty when nothing was decoded: the check is off)."""
+    if not any(outcomes[i][2] for i in rows):
+        return {}
+    out: dict[str, list[str]] = {k: [] for k in metadata.KEYS}
+    for i in rows:
+        meta = outcomes[i][2] or {}
+        for k in metadata.KEYS:
+            v = meta.get(k)
+            out[k].append("" if v is None or v != v else f"{v:.6g}")
+    return out
 
 
 def decoded_mismatches(video_info: dict[str, Any], held: dict[str, int]) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ import numpy as np
 
 from kurate.errors import CorruptFileError
 from kurate.io import storage
+from kurate.media import metadata
 from kurate.media.formats import VIDEO_EXTENSIONS, extension
 
 log = logging.getLogger("kurate.media.video")
@@ -471,7 +472,8 @@ def upright(arr: np.ndarray, rotation: float | int | None) -> np.ndarray:
 # --------------------------------------------------------------------------- check phase
 
 #: Per-frame outcome of the check: (pixel sha256 or "", corrupt reason or "").
-Outcome = tuple[str, str]
+#: (pixel sha256 or "", corruption reason or "", computed lightly.* metadata or None)
+Outcome = tuple[str, str, dict[str, float] | None]
 
 
 def check_video(
@@ -494,7 +496,7 @@ def check_video(
     hold (fewer frames than ``count``, the metadata's) are corrupt ("missing"). The second value is
     how many frames the file held (decoded or not), ``None`` when nothing was decoded.
     """
-    out: list[Outcome] = [("", "")] * len(frames)
+    out: list[Outcome] = [("", "", None)] * len(frames)
     want = {f: k for k, f in enumerate(frames) if f is not None}
     whole = [k for k, f in enumerate(frames) if f is None]
     if not (check or dedup or whole):
@@ -509,6 +511,7 @@ def check_video(
                     out[k] = (
                         "",
                         "video holds no frames" if held == 0 else "video could not be read when listed",
+                        None,
                     )
                 if not want:
                     return out, held
@@ -518,7 +521,7 @@ def check_video(
                 if pos is None:
                     continue  # past the listed count: not a sample (ingest's count rules)
                 if df.frame is None:
-                    out[pos] = ("", df.reason)
+                    out[pos] = ("", df.reason, None)
                     continue
                 digest = pixel_hash(df.frame) if dedup else ""
                 reason = ""
@@ -532,12 +535,14 @@ def check_video(
                                 f"corruption score {score:.2f} > corruption_threshold {threshold:g} "
                                 f"({score:.0%} of macroblocks uniform grey/green)"
                             )
-                out[pos] = (digest, reason)
+                # the check's decode also gives the frame's lightly.* metadata (no second pass)
+                meta = metadata.image_metadata(to_rgb(df.frame)) if check and not reason else None
+                out[pos] = (digest, reason, meta)
     except CorruptFileError as exc:
-        return [("", exc.reason)] * len(frames), None
+        return [("", exc.reason, None)] * len(frames), None
     for f, k in want.items():
         if f >= held:
-            out[k] = ("", f"frame missing: the file holds {held} frame(s), {count} expected")
+            out[k] = ("", f"frame missing: the file holds {held} frame(s), {count} expected", None)
     return out, held
 
 

@@ -22,6 +22,7 @@ from kurate.io import embeddings_io, filelist, storage
 from kurate.io.names import inside
 from kurate.media import formats, image
 from kurate.outputs import objects
+from kurate.media import metadata as computed_metadata
 from kurate.outputs import report as run_report
 from kurate.outputs.inputs import RunInputs
 from kurate.outputs.textfiles import write_lines as _write_lines
@@ -31,6 +32,8 @@ from kurate.selection.coreset import normalize
 log = logging.getLogger("kurate.outputs.export")
 
 REPORT_JSON = "report.json"
+#: The computed lightly.* metadata of the clean samples, under data/.
+METADATA_CSV = "metadata.csv"
 FORMAT_EXT = {"jpeg": "jpg", "tif": "tiff"}
 PIL_FORMAT = {
     "jpg": "JPEG",
@@ -204,6 +207,8 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         _write_csv(storage.join(ddir, "selected_embeddings.csv"), selected, sel)
     objects_report = objects.write_outputs(inputs, run_dir, ol, selected) if ol else {}
 
+    metadata_report = _computed_metadata(inputs, ddir)
+
     frames = _frame_locations(inputs.files)
     dump_failed: list[str] = []
     notes: list[str] = []
@@ -268,7 +273,9 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             or {"active": False, "reason": "the selection did not record a scorer"},
             # Lightly's embeddings-file columns: masked rows take no part, selected ones are kept
             **{k: sel_extra[k] for k in ("masked", "preselected", "requirements") if k in sel_extra},
+            **({"strategies": sel_extra["strategies"]} if sel_extra.get("strategies") else {}),
         },
+        **({"metadata": metadata_report} if metadata_report else {}),
         "pretagging": pretag_report,
         "embedding": {k: v for k, v in inputs.emb_meta.items() if k not in ("failed", "root")},
         **({"videos": videos_report} if videos_report else {}),
@@ -477,6 +484,37 @@ def _weak_labels(inputs: RunInputs, config: dict[str, Any], sampled: Sequence[st
     sc = inputs.selection.columns.get("score")
     scores = {n: float(v) for n, v in zip(inputs.selection.names, sc, strict=True)} if sc else None
     return pretag.weak_labels(inputs.predictions, sampled, scores)
+
+
+def _computed_metadata(inputs: RunInputs, ddir: str) -> dict[str, Any] | None:
+    """``data/metadata.csv``: the check's computed ``lightly.*`` metadata of every clean sample.
+
+    Returns the report's summary (per key: count, min, median, mean, max), or None when the check
+    decoded nothing (``enable_corruptness_check=False``).
+    """
+    cols = inputs.clean.columns
+    keys = [k for k in computed_metadata.KEYS if k in cols]
+    if not keys:
+        return None
+    names = list(inputs.clean.names)
+    order = sorted(range(len(names)), key=names.__getitem__)
+    _write_rows(
+        storage.join(ddir, METADATA_CSV),
+        ["filename", *keys],
+        ([names[i], *(cols[k][i] for k in keys)] for i in order),
+    )
+    summary: dict[str, Any] = {}
+    for k in keys:
+        v = np.array([float(s) for s in cols[k] if s not in ("", "nan")], dtype=np.float64)
+        if v.size:
+            summary[k] = {
+                "count": int(v.size),
+                "min": float(v.min()),
+                "median": float(np.median(v)),
+                "mean": float(v.mean()),
+                "max": float(v.max()),
+            }
+    return {"file": f"data/{METADATA_CSV}", "samples": len(names), "summary": summary}
 
 
 def _frame_locations(files: filelist.FileList) -> dict[str, tuple[str, int]]:

@@ -489,6 +489,79 @@ def plot_histogram(
     return _png(fig)
 
 
+def plot_balance(det: dict[str, Any]) -> bytes:
+    """BALANCE: each class's share of the input, of the selection (datapool included) and the target."""
+    classes = list(det.get("classes") or [])
+    x = np.arange(len(classes))
+    fig = _figure(6.2, 3.0)
+    ax = fig.add_subplot()
+    _style(ax)
+    width = 0.27
+    for k, (key, label, colour) in enumerate(
+        (
+            ("share_input", "input", COLORS["input"]),
+            ("share_selected", "selection", COLORS["selected"]),
+            ("target", "target", COLORS["marker"]),
+        )
+    ):
+        values = [float(v) for v in det.get(key) or [0.0] * len(classes)]
+        ax.bar(x + (k - 1) * width, values, width, label=label, color=colour, alpha=0.9 if k < 2 else 0.5)
+    ax.set_xticks(x, [c if len(c) <= 14 else c[:13] + "…" for c in classes], rotation=30, ha="right")
+    ax.set_ylabel("share")
+    ax.set_title(f"Class balance: {det.get('label', '')}", fontsize=11, loc="left")
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def plot_values(det: dict[str, Any]) -> bytes:
+    """WEIGHTS / THRESHOLD / TYPICALITY / SIMILARITY: the input's values vs the selection's."""
+    h = det.get("histogram") or {}
+    edges = np.asarray(h.get("edges") or [0.0, 1.0], dtype=np.float64)
+    fig = _figure(6.2, 2.8)
+    ax = fig.add_subplot()
+    _style(ax)
+    for key, label, colour in (
+        ("input", "input", COLORS["input"]),
+        ("selected", "selection", COLORS["selected"]),
+    ):
+        counts = np.asarray(h.get(key) or np.zeros(len(edges) - 1), dtype=np.float64)
+        total = counts.sum()
+        if total:
+            ax.stairs(
+                counts / total,
+                edges,
+                fill=key == "input",
+                color=colour,
+                alpha=0.6 if key == "input" else 1,
+                label=f"{label} ({int(total):,})",
+                linewidth=1.6,
+            )
+    what = {"TYPICALITY": "typicality", "SIMILARITY": "distance to the nearest query"}.get(
+        str(det.get("strategy")), "value"
+    )
+    ax.set_xlabel(what)
+    ax.set_ylabel("share of samples")
+    ax.set_title(det.get("label", ""), fontsize=11, loc="left")
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def strategy_sections(strategies: list[dict[str, Any]], plots: dict[str, bytes]) -> list[dict[str, Any]]:
+    """One report section per selection strategy (``plots`` gains their figures)."""
+    out: list[dict[str, Any]] = []
+    for det in strategies:
+        sec = dict(det)
+        name = f"strategy_{int(det.get('entry', len(out)))}"
+        if det.get("classes"):
+            plots[f"{name}_balance.png"] = plot_balance(det)
+            sec["plot"] = f"{name}_balance"
+        elif det.get("histogram"):
+            plots[f"{name}_values.png"] = plot_values(det)
+            sec["plot"] = f"{name}_values"
+        out.append(sec)
+    return out
+
+
 def plot_pick_distances(pick: np.ndarray, min_distance: float | None) -> bytes:
     """Distance of each coreset pick to those before it: the curve the selection walked down."""
     fig = _figure(6.2, 3.0)
@@ -841,6 +914,9 @@ def build(
         plots["examples.png"] = plot_examples(pairs, thumbs)
     if videos:
         plots["video_timeline.png"] = plot_timelines(videos)
+    strategies = strategy_sections(
+        list(((summary.get("selection") or {}).get("strategies") or {}).get("strategies") or []), plots
+    )
     for fname, data in plots.items():
         storage.write_bytes(storage.join(run_dir, PLOTS_DIR, fname), data)
 
@@ -856,6 +932,9 @@ def build(
     context = _context(
         run_dir, inputs, config, summary, lists, stats, out, plots, shown, videos, pca_note, min_d
     )
+    context["strategies"] = strategies
+    context["strategy_source"] = ((summary.get("selection") or {}).get("strategies") or {}).get("source", "")
+    context["metadata"] = summary.get("metadata")
     storage.write_text(storage.join(run_dir, REPORT_HTML), render_html(context))
     out["report_files"] = {"html": REPORT_HTML, "plots": [f"{PLOTS_DIR}/{p}" for p in plots]}
     log.info("report: %s (%.1f s)", storage.join(run_dir, REPORT_HTML), time.perf_counter() - t0)

@@ -1,4 +1,9 @@
-"""Select phase: a diverse subset by coreset (k-center greedy) or a seeded random draw."""
+"""Select phase: a diverse subset by coreset (k-center greedy), a seeded random draw, or Lightly's strategies.
+
+``selection_config`` (and ``method=coral``) run :mod:`kurate.selection.engine` through
+:mod:`kurate.selection.runner`; without them the classic keys (``method``, ``stopping_condition``,
+``scorer``) select as before.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from kurate.media import crops
 from kurate.phases import _entry
 from kurate.pool import datapool
 from kurate.selection import coreset as selection
-from kurate.selection import requirements, scorer, sequences
+from kurate.selection import requirements, runner, scorer, sequences
 
 log = logging.getLogger("kurate.selection.coreset")
 
@@ -31,12 +36,15 @@ def run_select(
     selection_out: str,
     config: dict[str, Any],
     predictions_in: str | None = None,
+    clean_in: str | None = None,
 ) -> dict[str, Any]:
     """Phase function: choose samples from ``embeddings_in`` and write them as a file list.
 
     ``files_in`` (the ingest list) is read for its header only: fractions of ``n_samples`` are of
     the input size before corrupt and duplicate removal. ``predictions_in`` (the pretag artifact) gives
     the scorer's weights; without predictions the scorer is inactive and the selection unweighted.
+    ``clean_in`` (the check phase's clean list) holds the computed ``lightly.*`` metadata that
+    ``selection_config`` METADATA inputs read.
     """
     input_size = int(filelist.read_meta(files_in)["extra"].get("input_count", 0))
     names, x, meta = embeddings_io.read_embeddings(embeddings_in)
@@ -48,7 +56,7 @@ def run_select(
         input_size = int((meta.get("object_level") or {}).get("crops", len(names)))
         parent = crops.crop_images(predictions_in or "")
         images = [parent.get(n, n) for n in names]
-    pool, pool_info = _datapool_points(config, meta, warnings)
+    pool, pool_info, pool_names = _datapool_points(config, meta, warnings)
     if len(names) == 0:
         if pool_info:  # every valid sample is already in the datapool: nothing new to pick
             return _write_empty(selection_out, meta, pool_info, warnings, input_size, config)
@@ -65,6 +73,24 @@ def run_select(
     min_d = None if min_distance == -1 else min_distance
     flags = _flags(embeddings_in, len(names), meta, warnings)
     _requirements(config, predictions_in, images, flags, warnings)
+    spec = runner.spec_from_config(config, n_samples, min_d)
+    if spec is not None:
+        return _select_with_spec(
+            spec,
+            names,
+            x,
+            meta,
+            config,
+            input_size,
+            selection_out,
+            pool,
+            pool_info,
+            pool_names,
+            warnings,
+            predictions_in,
+            clean_in,
+            flags,
+        )
     normalized = bool(config.get("normalize_embeddings", True))
     emb = selection.normalize(x) if normalized else x
     if pool is not None and normalized:
@@ -299,9 +325,123 @@ def _coreset_device(points: np.ndarray) -> str:
         raise ConfigError(DEVICE_ENV, f"got {requested!r}; allowed: auto, cpu, cuda") from None
 
 
+def _select_with_spec(
+    spec: Any,
+    names: list[str],
+    x: np.ndarray,
+    meta: dict[str, Any],
+    config: dict[str, Any],
+    input_size: int,
+    selection_out: str,
+    pool: np.ndarray | None,
+    pool_info: dict[str, Any],
+    pool_names: list[str],
+    warnings: list[str],
+    predictions_in: str | None,
+    clean_in: str | None,
+    flags: _Flags,
+) -> dict[str, Any]:
+    """``selection_config`` / ``method=coral``: thresholds, then every strategy in one greedy pass.
+
+    Rows the embeddings file masks (or that miss the pretagging requirements) take no part; rows it
+    marks selected are kept, count towards ``n_samples`` and act like datapool entries (the
+    strategies pick away from them), as in the classic path.
+    """
+    n_samples = spec.n_samples
+    if spec.proportion_samples is not None:
+        n_samples = selection.resolve_n_samples(float(spec.proportion_samples), input_size)
+    normalized = bool(config.get("normalize_embeddings", True))
+    emb = selection.normalize(x) if normalized else np.ascontiguousarray(x, dtype=np.float32)
+    if pool is not None and normalized:
+        pool = selection.normalize(pool)
+    all_names = names
+    pre_rows = np.flatnonzero(flags.preselected & ~flags.excluded)
+    cand = np.flatnonzero(~flags.excluded & ~flags.preselected)
+    if len(cand) != len(names):
+        if len(pre_rows):
+            kept = emb[pre_rows]
+            pool = kept if pool is None else np.concatenate([pool, kept])
+            pool_names = [*pool_names, *(names[i] for i in pre_rows)]
+            if n_samples is not None:
+                if n_samples <= len(pre_rows):
+                    warnings.append(
+                        f"n_samples {n_samples} <= the {len(pre_rows)} already-selected sample(s) of the "
+                        "embeddings file: nothing new is selected"
+                    )
+                n_samples = max(0, n_samples - len(pre_rows))
+        names = [names[i] for i in cand]
+        emb = emb[cand]
+    computed: dict[str, np.ndarray] = {}
+    videos: dict[str, str] = {}
+    if clean_in:
+        clean = filelist.read(clean_in)
+        computed = runner.computed_columns(clean.columns, clean.names, names)
+        videos = {n: v for n, v in zip(clean.names, clean.columns.get("video") or [], strict=False) if v}
+    device = _coreset_device(emb)
+    outcome, info = runner.run(
+        spec,
+        names,
+        emb,
+        n_samples,
+        config,
+        pool=pool,
+        pool_names=pool_names,
+        predictions_in=predictions_in,
+        computed=computed,
+        videos=videos,
+        device=device,
+    )
+    if n_samples is not None and n_samples > outcome.candidates:
+        msg = (
+            f"requested {n_samples} samples but only {outcome.candidates} sample(s) are left after the "
+            "thresholds: selecting all of them"
+        )
+        log.warning(msg)
+        warnings.append(msg)
+    picked = [int(i) for i in pre_rows] + [int(cand[i]) for i in outcome.indices]
+    dists = [math.nan] * len(pre_rows) + [float(d) for d in outcome.pick_distances]
+    columns = {"index": [str(i) for i in picked], "pick_distance": [f"{d:.6g}" for d in dists]}
+    if len(pre_rows):
+        columns["preselected"] = ["1"] * len(pre_rows) + ["0"] * (len(picked) - len(pre_rows))
+    names = all_names
+    out = filelist.FileList(
+        root=str(meta.get("root", "")),
+        names=[names[i] for i in picked],
+        columns=columns,
+        extra={
+            "method": "selection_config" if spec.source == "selection_config" else "coral",
+            "requested": n_samples,
+            "min_distance": next(
+                (e.strategy.min_distance for e in spec.entries if e.strategy.min_distance is not None), None
+            ),
+            "selected": len(picked),
+            "valid": len(names),
+            "input_count": input_size,
+            "stop_reason": outcome.stop_reason,
+            "device": outcome.device,
+            "normalized": normalized,
+            "warnings": warnings,
+            "scorer": {"active": False, "reason": f"{spec.source} replaces the scorer"},
+            "strategies": info,
+            **flags.info(len(pre_rows)),
+            **({"datapool": pool_info} if pool_info else {}),
+        },
+    )
+    filelist.write(selection_out, out)
+    log.info(
+        "selected %d of %d valid sample(s) with %s (%d strategies; stop: %s)",
+        len(picked),
+        len(names),
+        spec.source,
+        len(spec.entries),
+        outcome.stop_reason,
+    )
+    return out.extra
+
+
 def _datapool_points(
     config: dict[str, Any], emb_meta: dict[str, Any], warnings: list[str]
-) -> tuple[np.ndarray | None, dict[str, Any]]:
+) -> tuple[np.ndarray | None, dict[str, Any], list[str]]:
     """The datapool's embeddings, or (None, {}) without a datapool.
 
     They count as already selected (the coreset picks far from them); checked to be comparable
@@ -309,7 +449,7 @@ def _datapool_points(
     """
     state = str(config.get("datapool_state") or "")
     if not state:
-        return None, {}
+        return None, {}, []
     pool_names, pool_x, _hashes, pool_meta = datapool.read_state(state)
     stored = dict(pool_meta.get("model_description") or {})
     ours = datapool.model_description(emb_meta)
@@ -323,7 +463,7 @@ def _datapool_points(
         info["version"],
         len(pool_names),
     )
-    return pool_x, info
+    return pool_x, info, list(pool_names)
 
 
 def _write_empty(
@@ -404,18 +544,24 @@ def _scores(config: dict[str, Any], predictions_in: str | None, images: list[str
 def main(argv: Sequence[str]) -> int:
     """``python -m kurate.phases.select --embeddings-in P --files-in P --selection-out P ...``.
 
-    Optional ``--predictions-in P`` (the pretag artifact, for the scorer); ``--config JSON``: the select keys.
+    Optional ``--predictions-in P`` (the pretag artifact, for the scorer and prediction tasks),
+    ``--clean-in P`` (the check phase's clean list: computed metadata); ``--config JSON``: the select keys.
     """
     a = _entry.parse(
         argv,
         __doc__ or "",
         ["embeddings_in", "files_in"],
         ["selection_out"],
-        optional_inputs={"predictions_in": "predictions (pretag); weights the selection"},
+        optional_inputs={
+            "predictions_in": "predictions (pretag); weights the selection",
+            "clean_in": "the clean list (check): computed lightly.* metadata",
+        },
     )
     cfg = _entry.load_json_arg(a.config)
     return _entry.run_main(
-        lambda: run_select(a.embeddings_in, a.files_in, a.selection_out, cfg, a.predictions_in or None)
+        lambda: run_select(
+            a.embeddings_in, a.files_in, a.selection_out, cfg, a.predictions_in or None, a.clean_in or None
+        )
     )
 
 

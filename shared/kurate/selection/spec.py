@@ -465,6 +465,7 @@ def coral_spec(
     task_name: str,
     score_name: str,
     column: str = "",
+    diversity: bool = True,
 ) -> SelectionSpec:
     """``method=coral``: the coreset weighted by an active-learning score (Lightly Worker 2.x).
 
@@ -472,6 +473,7 @@ def coral_spec(
     ``distance to the selected set x score`` (both strength 1), the way the object-frequency scorer
     weights the coreset. The score comes from ``task_name``/``score_name`` (predictions) or, with the
     older ``active_learning_score_column_name``, from that column of the embeddings file.
+    ``diversity=False`` is ``method=active_learning``: the highest scores, without the coreset.
     """
     if column:
         scores = InputSpec(type="SCORES", column=column)
@@ -488,6 +490,12 @@ def coral_spec(
                 "active_learning.score_name", f"got {score!r}; allowed: {', '.join(SCORE_NAMES)}"
             )
         scores = InputSpec(type="SCORES", task=task_name, score=score)
+    if not diversity:
+        return SelectionSpec(
+            n_samples=n_samples,
+            entries=(Entry(0, scores, StrategySpec(type="WEIGHTS")),),
+            source="method=active_learning",
+        )
     entries = (
         Entry(0, InputSpec(type="EMBEDDINGS"), StrategySpec(type="DIVERSITY", min_distance=min_distance)),
         Entry(1, scores, StrategySpec(type="WEIGHTS")),

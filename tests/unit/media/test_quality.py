@@ -13,7 +13,7 @@ from PIL import Image
 
 from kurate.errors import StorageError
 from kurate.io.filelist import FileList
-from kurate.media import quality
+from kurate.media import image, metadata, quality
 from kurate.media.quality import REASON_DISAPPEARED, CheckResult, check_files, summarize
 
 MAX_PIXELS = 64 * 64  # every good image below is smaller; bomb.png is bigger
@@ -106,7 +106,7 @@ def test_partition_reasons_hashes_and_duplicates(dataset: FileList) -> None:
     assert set(res.duplicates.column("duplicate_of")) <= set(res.clean.names)
     for name, digest in zip(res.clean.names, res.clean.column("sha256"), strict=True):
         assert digest == _sha(dataset.root, name)
-    assert list(res.clean.columns) == ["sha256"]
+    assert list(res.clean.columns) == ["sha256", *metadata.KEYS]
     assert list(res.corrupt.columns) == ["reason"]
     assert list(res.duplicates.columns) == ["duplicate_of"]
 
@@ -168,6 +168,7 @@ def test_check_disabled_only_missing_files_are_corrupt(dataset: FileList) -> Non
     for name, digest in zip(res.clean.names, res.clean.column("sha256"), strict=True):
         assert digest == _sha(dataset.root, name)
     assert sorted(_partition_names(res)) == sorted(dataset.names)
+    assert list(res.clean.columns) == ["sha256"]  # nothing decoded: no computed metadata
 
 
 def test_dedup_disabled_duplicates_stay_clean(dataset: FileList) -> None:
@@ -256,3 +257,13 @@ def test_workers_use_a_process_pool_and_one_worker_does_not(
     # Never more processes than chunks of work.
     check_files(FileList(root=dataset.root, names=["a.png"]), workers=8)
     assert made == [2]
+
+
+def test_clean_list_carries_the_computed_metadata_of_the_decoded_pixels(dataset: FileList) -> None:
+    res = check_files(dataset, max_pixels=MAX_PIXELS, workers=1)
+    for row, name in enumerate(res.clean.names):
+        data = (Path(dataset.root) / name).read_bytes()
+        want = metadata.image_metadata(image.decode_image(data, name, MAX_PIXELS), len(data))
+        for key in metadata.KEYS:
+            assert float(res.clean.column(key)[row]) == pytest.approx(want[key], rel=1e-5), (name, key)
+        assert float(res.clean.column("lightly.sizeInBytes")[row]) == len(data)

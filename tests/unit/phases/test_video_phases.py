@@ -151,3 +151,26 @@ def test_timeline_lists_selected_frames_with_times(folder):
     assert a["counts"] == {"sampled": 2, "removed": 16, "corrupt": 0, "duplicate": 0}
     assert a["frame_count"] == 18 and a["fps"] == 25.0
     assert by["x.mp4"]["error"] and by["x.mp4"]["counts"]["corrupt"] == 1
+
+
+def test_check_gives_every_frame_its_computed_metadata_from_its_decode(folder):
+    from kurate.media import metadata
+
+    files = list_input(str(folder), use_frame_count_metadata=True)
+    checked = quality.check_files(files, True, False, progress=False, workers=1)
+    cols = checked.clean.columns
+    rows = {n: i for i, n in enumerate(checked.clean.names)}
+    with video.open_video(
+        str(folder / "b" / "c.webm")
+    ) as container:  # rotated: metadata of the upright frame
+        first = next(video.iter_frames(container))
+    want = metadata.image_metadata(video.to_rgb(first.frame))
+    row = rows[video.frame_name("b/c.webm", 0, 11)]
+    for key in ("lightly.width", "lightly.height", "lightly.sharpness", "lightly.luminance"):
+        assert float(cols[key][row]) == pytest.approx(want[key], rel=1e-5), key
+    assert (float(cols["lightly.width"][row]), float(cols["lightly.height"][row])) == (
+        want["lightly.width"],
+        want["lightly.height"],
+    )
+    assert cols["lightly.sizeInBytes"][row] == ""  # a frame is not a file
+    assert float(cols["lightly.sizeInBytes"][rows["img.png"]]) == (folder / "img.png").stat().st_size
