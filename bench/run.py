@@ -37,6 +37,7 @@ BENCHES: list[str] = [
     "storage_bench",
     "datapool_bench",
     "pretag_bench",
+    "selection_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

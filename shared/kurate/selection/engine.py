@@ -222,8 +222,11 @@ def _greedy(
         _names, full, pool_mass, targ = balance_columns(f, cand)
         raw = full if len(cand) == len(full) else full[cand]
         tot = raw.sum(axis=1, keepdims=True)
-        phat = np.divide(raw, tot, out=np.zeros_like(raw), where=tot > 0)
         has = tot[:, 0] > 0
+        if np.all((tot == 0) | (tot == 1)):
+            phat = raw  # one class per sample (categorical metadata): already normalised, no copy
+        else:
+            phat = np.divide(raw, tot, out=np.zeros_like(raw), where=tot > 0)
         del tot
         states.append((raw, phat, has, targ, pool_mass.copy(), f.entry.strategy.strength))
     thr = None if min_distance is None else min_distance * min_distance

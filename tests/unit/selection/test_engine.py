@@ -190,3 +190,12 @@ def test_random_input_is_seeded():
     v = np.random.default_rng(7).random(50)
     a = en.select(np.zeros((50, 2), np.float32), [en.Factor(e, values=v)], 5)
     np.testing.assert_array_equal(a.indices, np.argsort(-v, kind="stable")[:5])
+
+
+def test_typicality_by_hand():
+    x = np.array([[0.0], [1.0], [2.0], [10.0]], dtype=np.float32)
+    # K=1: nearest-neighbour distances 1, 1, 1, 8 -> typicality 1/d scaled to max 1 (eps is 1e-6 of the mean)
+    np.testing.assert_allclose(knn.knn_mean_distance(x, 1), [1, 1, 1, 8])
+    np.testing.assert_allclose(knn.typicality(x, 1), [1, 1, 1, 1 / 8], rtol=1e-5)
+    # K=2: means (1+2)/2, (1+1)/2, (1+2)/2, (8+9)/2 -> 1/1.5, 1, 1/1.5, 1/8.5 scaled by 1
+    np.testing.assert_allclose(knn.typicality(x, 2), [1 / 1.5, 1, 1 / 1.5, 1 / 8.5], rtol=1e-5)
