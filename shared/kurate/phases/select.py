@@ -378,6 +378,11 @@ def _select_with_spec(
         computed = runner.computed_columns(clean.columns, clean.names, names)
         videos = {n: v for n, v in zip(clean.names, clean.columns.get("video") or [], strict=False) if v}
     device = _coreset_device(emb)
+    weak: dict[str, list[dict[str, Any]]] = {}
+    state = str(config.get("datapool_state") or "")
+    if state and pool_names:  # the datapool's pretagging labels (append_weak_labels) count for BALANCE
+        labels = datapool.read_weak_labels(state) or {}
+        weak = {str(r["file_name"]): list(r.get("predictions") or []) for r in labels.get("samples", [])}
     outcome, info = runner.run(
         spec,
         names,
@@ -390,6 +395,7 @@ def _select_with_spec(
         computed=computed,
         videos=videos,
         device=device,
+        pool_weak_labels=weak,
     )
     if n_samples is not None and n_samples > outcome.candidates:
         msg = (

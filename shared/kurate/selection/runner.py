@@ -124,6 +124,7 @@ def run(
     computed: Mapping[str, np.ndarray] | None = None,
     videos: Mapping[str, str] | None = None,
     device: str = "cpu",
+    pool_weak_labels: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[engine.Outcome, dict[str, Any]]:
     """Select from ``x`` (rows named ``names``) with ``spec``; returns the outcome and report figures."""
     src = config.get("selection_sources") or {}
@@ -144,7 +145,15 @@ def run(
 
     @cache
     def pool_task(name: str) -> sources.Task | None:
-        if not pool_names or name == sp.PRETAGGING_TASK or not pred_root:
+        """The datapool entries' predictions: the same task folder, or their stored weak labels."""
+        if not pool_names:
+            return None
+        if name == sp.PRETAGGING_TASK:
+            if not pool_weak_labels:
+                return None
+            records = [pool_weak_labels.get(n) for n in pool_names]
+            return sources.Task(name, "object-detection", [], records)
+        if not pred_root:
             return None
         return sources.read_task_folder(pred_root, name, pool_names)
 

@@ -212,3 +212,54 @@ def test_coral_from_an_embeddings_column(world, tmp_path):
             None,
             None,
         )
+
+
+def test_the_datapool_counts_for_balance_and_diversity(tmp_path):
+    from kurate.selection import runner
+    from kurate.selection import spec as sp
+
+    root = tmp_path / ".lightly" / "predictions"
+    (root / "t").mkdir(parents=True)
+    (root / "tasks.json").write_text('["t"]')
+    (root / "t" / "schema.json").write_text(
+        json.dumps(
+            {
+                "task_type": "object-detection",
+                "categories": [{"id": 0, "name": "car"}, {"id": 1, "name": "bicycle"}],
+            }
+        )
+    )
+    names = [f"n{i}.png" for i in range(6)]
+    classes = [0, 0, 0, 1, 1, 1]
+    pool_names = ["p0.png", "p1.png"]
+    for n, c in [*zip(names, classes, strict=True), *((p, 0) for p in pool_names)]:
+        objs = [{"category_id": c, "bbox": [0, 0, 1, 1], "score": 1.0}] * (2 if n in pool_names else 1)
+        (root / "t" / n.replace(".png", ".json")).write_text(
+            json.dumps({"file_name": n, "predictions": objs})
+        )
+    spec = sp.parse(
+        {
+            "n_samples": 4,
+            "strategies": [
+                {
+                    "input": {"type": "PREDICTIONS", "task": "t", "name": "CLASS_DISTRIBUTION"},
+                    "strategy": {"type": "BALANCE", "target": {"car": 0.5, "bicycle": 0.5}},
+                }
+            ],
+        }
+    )
+    x = np.eye(6, dtype=np.float32)
+    cfg = {"selection_sources": {"predictions": str(root)}}
+    alone, _ = runner.run(spec, names, x, 4, cfg, pool=None)
+    assert sorted(classes[i] for i in alone.indices) == [0, 0, 1, 1]
+    pooled, info = runner.run(
+        spec, names, x, 4, cfg, pool=np.zeros((2, 6), np.float32), pool_names=pool_names
+    )
+    assert [classes[i] for i in pooled.indices] == [1, 1, 1, 0]  # the datapool already holds 4 cars
+    assert info["strategies"][0]["share_datapool"][:2] == [1.0, 0.0]
+    # DIVERSITY keeps away from the datapool: the sample equal to a datapool point comes last
+    div = sp.parse(
+        {"n_samples": 6, "strategies": [{"input": {"type": "EMBEDDINGS"}, "strategy": {"type": "DIVERSITY"}}]}
+    )
+    out, _ = runner.run(div, names, x, 6, {}, pool=x[[2]], pool_names=["p.png"])
+    assert int(out.indices[-1]) == 2 and np.isclose(out.pick_distances[-1], 0.0)
