@@ -165,6 +165,11 @@ def select(
             np.empty(0),
             "exhausted" if len(cand) == 0 else "n_samples",
         )
+    elif want is None and min_distance is None and not max_sums:
+        # No budget and no stopping condition: every candidate is selected (Lightly's complete run), in
+        # score order; no greedy pass is needed for that.
+        picks = np.argsort(-log_w, kind="stable")
+        dists, reason = np.full(len(picks), np.nan), "exhausted"
     elif balances or (diversity and a_div == 0):
         xs = x if len(cand) == n else x[cand]  # a copy only when thresholds removed samples
         picks, dists, reason = _greedy(xs, log_w, a_div, min_distance, balances, cand, want, pool)

@@ -199,3 +199,15 @@ def test_typicality_by_hand():
     np.testing.assert_allclose(knn.typicality(x, 1), [1, 1, 1, 1 / 8], rtol=1e-5)
     # K=2: means (1+2)/2, (1+1)/2, (1+2)/2, (8+9)/2 -> 1/1.5, 1, 1/1.5, 1/8.5 scaled by 1
     np.testing.assert_allclose(knn.typicality(x, 2), [1 / 1.5, 1, 1 / 1.5, 1 / 8.5], rtol=1e-5)
+
+
+def test_without_a_budget_or_a_stopping_condition_everything_passing_is_selected():
+    x = np.random.default_rng(9).standard_normal((40, 3)).astype(np.float32)
+    d, t = _entries(
+        (EMB, {"type": "DIVERSITY"}),
+        (meta(), {"type": "THRESHOLD", "threshold": 0, "operation": "BIGGER"}),
+        n=1,
+    )  # n only to pass validation; the engine gets None
+    v = x[:, 0].astype(np.float64)
+    out = en.select(x, [en.Factor(d), en.Factor(t, values=v)], None)
+    assert sorted(out.indices.tolist()) == np.flatnonzero(v > 0).tolist() and out.stop_reason == "exhausted"
