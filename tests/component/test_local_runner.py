@@ -153,6 +153,7 @@ def test_select_component(world, kfp_root):
             embeddings=_imp(a["embeddings"], EmbeddingsArtifact),
             files=_imp(a["files"]),
             predictions=_imp(a["predictions"], PredictionsArtifact),
+            clean=_imp(a["clean"]),
         )
 
     p()
