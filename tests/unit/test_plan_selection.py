@@ -148,3 +148,41 @@ def test_coral_needs_a_task_or_a_column(tmp_path):
             )
         )
     assert err.value.key == "active_learning_score_column_name"
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_the_config_file_and_the_predictions_folder_may_be_in_a_bucket(tmp_path, store, request):
+    from kurate.selection import sources
+
+    srv = request.getfixturevalue(store)
+    bucket = srv.bucket()
+    scheme = "s3" if store == "s3" else "gs"
+    active = next(c for s, c in EXAMPLES if "'Active Learning'" in s)
+    srv.put(bucket, "cfg/sel.json", json.dumps(active).encode())
+    local = _predictions(tmp_path / "lightly")
+    (local / "my_object_detection_task" / "a.json").write_text(
+        json.dumps(
+            {
+                "file_name": "a.png",
+                "predictions": [{"category_id": 0, "score": 0.6, "probabilities": [0.6, 0.4]}],
+            }
+        )
+    )
+    srv.upload_folder(tmp_path / "lightly", bucket, "ds")
+    settings = tmp_path / "out" / "pretag.yaml"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(f"source: predictions\npredictions: {scheme}://{bucket}/ds\n")
+    plan = make_plan(
+        _compose(
+            tmp_path,
+            f"selection_config={scheme}://{bucket}/cfg/sel.json",
+            "pretagging=True",
+            "pretagging_config=pretag.yaml",
+        )
+    )
+    sel = plan.task_configs["select"]
+    root = sel["selection_sources"]["predictions"]
+    assert root == f"{scheme}://{bucket}/ds/.lightly/predictions"
+    assert sel["selection_config"]["strategies"][0]["input"]["score"] == "uncertainty_entropy"
+    task = sources.read_task_folder(root, "my_object_detection_task", ["a.png", "b.png"])
+    assert task.records[0][0]["probabilities"] == [0.6, 0.4] and task.records[1] is None and task.missing == 1
