@@ -227,14 +227,19 @@ def _greedy(
         _names, full, pool_mass, targ = balance_columns(f, cand)
         raw = full if len(cand) == len(full) else full[cand]
         tot = raw.sum(axis=1, keepdims=True)
-        has = tot[:, 0] > 0
+        nothas = tot[:, 0] <= 0
         if np.all((tot == 0) | (tot == 1)):
             phat = raw  # one class per sample (categorical metadata): already normalised, no copy
         else:
             phat = np.divide(raw, tot, out=np.zeros_like(raw), where=tot > 0)
         del tot
-        states.append((raw, phat, has, targ, pool_mass.copy(), f.entry.strategy.strength))
+        states.append((raw, phat, nothas, targ, pool_mass.copy(), f.entry.strategy.strength))
     thr = None if min_distance is None else min_distance * min_distance
+    mind: np.ndarray | None = None
+    buf: np.ndarray | None = None
+    zeros: np.ndarray | None = None
+    sq: np.ndarray | None = None
+    first_free = False
     if a_div > 0 or thr is not None:
         sq = cs._row_sq_norms(x)
         zeros = np.zeros(n, dtype=np.float32)
@@ -251,49 +256,59 @@ def _greedy(
                 x, sq, c, float(np.dot(c.astype(np.float64), c.astype(np.float64))), mind, zeros
             )
             first_free = True
-    else:
-        mind = None
-        first_free = False
     picks: list[int] = []
     dists: list[float] = []
     limit = n if want is None else want
+    score = np.empty(n, dtype=np.float64)
+    tmp = np.empty(n, dtype=np.float64)
+    fac = np.empty(n, dtype=np.float32)
     reason: StopReason = "n_samples"
-    while True:
-        if len(picks) >= limit:
-            reason = "n_samples" if want is not None else "exhausted"
-            break
-        if len(picks) == n:
-            reason = "exhausted"
-            break
-        score = log_w.copy()
-        if mind is not None and a_div > 0:
-            score += log_factor(np.sqrt(np.maximum(mind, 0).astype(np.float64)), a_div)
-        for _raw, phat, has, targ, mass, strength in states:
-            share = (mass + targ) / (float(mass.sum()) + 1.0)
-            ratio = np.divide(targ, share, out=np.zeros_like(targ), where=share > 0)
-            fac = np.where(has, phat @ ratio.astype(np.float32), 1.0)
-            score += log_factor(fac, strength)
-        np.maximum(score, FLOOR, out=score)
-        score[selected] = -np.inf
-        if thr is not None and mind is not None and not first_free:
-            score[mind < thr] = -np.inf
-        i = int(np.argmax(score))
-        if score[i] == -np.inf:
-            reason = "min_distance" if thr is not None else "exhausted"
-            break
-        selected[i] = True
-        picks.append(i)
-        if mind is not None:
-            dists.append(math.inf if first_free else math.sqrt(max(float(mind[i]), 0.0)))
-            if first_free:
-                mind.fill(np.inf)
-                first_free = False
-            cs._sq_dist_to_vector(x, sq, x[i], float(sq[i]), buf, zeros)
-            np.minimum(mind, buf, out=mind)
-        else:
-            dists.append(math.nan)
-        for raw, _phat, _has, _targ, mass, _strength in states:
-            mass += raw[i]
+    with np.errstate(divide="ignore"):  # log 0 = -inf, floored to FLOOR
+        while True:
+            if len(picks) >= limit:
+                reason = "n_samples" if want is not None else "exhausted"
+                break
+            if len(picks) == n:
+                reason = "exhausted"
+                break
+            # score = log W + a_div log d + sum_b a_b log f_b, in preallocated buffers (no N-sized copies)
+            np.copyto(score, log_w)
+            if mind is not None and a_div > 0:
+                np.log(mind, out=tmp)  # log d² (-inf at 0: floored below)
+                tmp *= 0.5 * a_div
+                score += tmp
+            for _raw, phat, nothas, targ, mass, strength in states:
+                if strength == 0:
+                    continue
+                share = (mass + targ) / (float(mass.sum()) + 1.0)
+                ratio = np.divide(targ, share, out=np.zeros_like(targ), where=share > 0).astype(np.float32)
+                np.dot(phat, ratio, out=fac)
+                np.log(fac, out=tmp)
+                tmp *= strength
+                np.putmask(tmp, nothas, 0.0)  # no class mass: a neutral factor 1
+                score += tmp
+            np.maximum(score, FLOOR, out=score)
+            score[selected] = -np.inf
+            if thr is not None and mind is not None and not first_free:
+                score[mind < thr] = -np.inf
+            i = int(np.argmax(score))
+            if score[i] == -np.inf:
+                reason = "min_distance" if thr is not None else "exhausted"
+                break
+            selected[i] = True
+            picks.append(i)
+            if mind is not None:
+                assert sq is not None and buf is not None and zeros is not None
+                dists.append(math.inf if first_free else math.sqrt(max(float(mind[i]), 0.0)))
+                if first_free:
+                    mind.fill(np.inf)
+                    first_free = False
+                cs._sq_dist_to_vector(x, sq, x[i], float(sq[i]), buf, zeros)
+                np.minimum(mind, buf, out=mind)
+            else:
+                dists.append(math.nan)
+            for raw, _phat, _has, _targ, mass, _strength in states:
+                mass += raw[i]
     return np.asarray(picks, dtype=np.int64), np.asarray(dists, dtype=np.float64), reason
 
 
