@@ -363,9 +363,9 @@ def _figures(f: Factor, mask: np.ndarray, chosen: np.ndarray) -> dict[str, Any]:
         out["values"] = {"input": _stats(v), "candidates": _stats(v[mask]), "selected": _stats(v[chosen])}
     if f.mass is not None:
         names, cols, pool, targ = balance_columns(f, np.flatnonzero(mask))
-        mass = cols.astype(np.float64)
-        before = mass[mask].sum(axis=0)
-        after = mass[chosen].sum(axis=0)
+        # float64 sums without a float64 copy of the (N, C) matrix
+        before = (cols if mask.all() else cols[mask]).sum(axis=0, dtype=np.float64)
+        after = cols[chosen].sum(axis=0, dtype=np.float64)
         out["classes"] = names
         out["share_datapool"] = _share(pool)
         out["share_input"] = _share(before)
