@@ -88,10 +88,6 @@ NOT_APPLICABLE: dict[str, str] = {
 
 #: Keys (prefixes) another issue implements: their status line in the README names it.
 OWNED: dict[str, str] = {
-    "selection_config": "issue 18",
-    "active_learning": "issue 18",
-    "active_learning_score_column_name": "issue 18",
-    "custom_metadata": "issue 18",
 }
 
 log = logging.getLogger("kurate.config")
