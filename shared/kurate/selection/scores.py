@@ -25,11 +25,12 @@ Pure numpy.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from kurate.selection import scorer
 
 CLASSIFICATION = "classification"
 DETECTION = "object-detection"
@@ -125,23 +126,6 @@ def objectness_least_confidence(preds: Sequence[dict[str, Any]]) -> float:
     return 1.0 - float(np.mean([float(p.get("score", 1.0)) for p in preds]))
 
 
-def object_frequency_raw(preds: Sequence[dict[str, Any]], frequency_penalty: float) -> float:
-    """Raw object-frequency count: 1 per class plus ``frequency_penalty`` per further object of it."""
-    counts = Counter(int(p["category_id"]) for p in preds)
-    return float(sum(1.0 + (n - 1) * frequency_penalty for n in counts.values()))
-
-
-def interp_scores(raw: np.ndarray, min_score: float) -> np.ndarray:
-    """Lightly's object-frequency mapping ``np.interp(x, (min, max), (min_score, 1))`` over the samples."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if raw.size == 0:
-        return raw.copy()
-    lo, hi = float(raw.min()), float(raw.max())
-    if hi == lo:  # np.interp with xp = (a, a) returns the right end for x >= a
-        return np.ones_like(raw)
-    return np.interp(raw, [lo, hi], [min_score, 1.0])
-
-
 def score_column(
     records: Sequence[Sequence[dict[str, Any]] | None],
     task_type: str,
@@ -156,8 +140,12 @@ def score_column(
     if name == "objectness_least_confidence":
         return np.array([objectness_least_confidence(r) for r in recs], dtype=np.float64)
     if name == "object_frequency":
-        raw = np.array([object_frequency_raw(r, frequency_penalty) for r in recs], dtype=np.float64)
-        return interp_scores(raw, min_score)
+        # the object-frequency scorer's own count and rescaling (kurate.selection.scorer)
+        raw = np.array(
+            [scorer.object_frequency([int(p["category_id"]) for p in r], frequency_penalty) for r in recs],
+            dtype=np.float64,
+        )
+        return scorer.rescale(raw, min_score)
     raise ValueError(f"unknown score {name!r}")
 
 
