@@ -38,6 +38,7 @@ BENCHES: list[str] = [
     "datapool_bench",
     "pretag_bench",
     "selection_bench",
+    "metadata_bench",
 ]
 
 HERE = Path(__file__).resolve().parent

@@ -85,6 +85,8 @@ def test_check_image_is_upright_rgb_and_reduced():
         assert plain.size == (100, 75)  # DCT-scaled 1/8, short side >= CHECK_MIN_EDGE
         assert rotated.size == (75, 100)  # EXIF orientation 6 applied, as decode_image does
         assert plain.info[image.HEADER_SIZE] == rotated.info[image.HEADER_SIZE] == (800, 600)  # the header's
+        assert plain.info[image.UPRIGHT_SIZE] == (800, 600)  # full size, upright: decode_image's size
+        assert rotated.info[image.UPRIGHT_SIZE] == (600, 800)
         full = image.decode_image(jc.encode_jpeg(base, exif=exif.tobytes()))
         small = np.asarray(full.resize(rotated.size, Image.Resampling.BOX), dtype=np.int16)
         assert np.abs(small - np.asarray(rotated, dtype=np.int16)).mean() < 6  # same picture
@@ -94,11 +96,20 @@ def test_small_and_non_jpeg_images_are_decoded_whole():
     img = jc.photo_image(jc.photos()[0][1], (120, 90), np.random.default_rng(1))
     small = image.check_image(jc.encode_jpeg(img), "s.jpg")
     assert small.size == (120, 90)  # too small to scale down
-    assert small.info[image.HEADER_SIZE] == (120, 90)
+    assert small.info[image.HEADER_SIZE] == small.info[image.UPRIGHT_SIZE] == (120, 90)
     buf = io.BytesIO()
     img.save(buf, "PNG")
     png = image.check_image(buf.getvalue(), "p.png")
     assert np.array_equal(np.asarray(png), np.asarray(image.decode_image(buf.getvalue())))
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    buf = io.BytesIO()
+    img.save(buf, "PNG", exif=exif.tobytes())  # a PNG turned by its eXIf chunk: decoded whole, upright
+    turned = image.check_image(buf.getvalue(), "t.png")
+    assert turned.info[image.HEADER_SIZE] == (120, 90)
+    assert (
+        turned.info[image.UPRIGHT_SIZE] == turned.size == image.decode_image(buf.getvalue()).size == (90, 120)
+    )
 
 
 def test_exif_transpose_in_place_keeps_pixels():

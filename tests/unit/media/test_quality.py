@@ -267,3 +267,33 @@ def test_clean_list_carries_the_computed_metadata_of_the_decoded_pixels(dataset:
         for key in metadata.KEYS:
             assert float(res.clean.column(key)[row]) == pytest.approx(want[key], rel=1e-5), (name, key)
         assert float(res.clean.column("lightly.sizeInBytes")[row]) == len(data)
+
+
+def test_computed_metadata_of_a_large_jpeg_is_measured_on_the_checks_reduced_pixels(tmp_path: Path) -> None:
+    """The check decodes a large JPEG DCT-scaled: its metadata is measured on those pixels (no second,
+    full decode), while width and height are the file's full upright size, as decode_image gives it."""
+    from tests import jpeg_corpus as jc
+
+    photo = jc.photo_image(jc.photos()[0][1], (800, 600), np.random.default_rng(5))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: upright it is 600 wide, 800 high
+    files = {"plain.jpg": jc.encode_jpeg(photo), "turned.jpg": jc.encode_jpeg(photo, exif=exif.tobytes())}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    res = check_files(FileList(root=str(tmp_path), names=sorted(files)), workers=1)
+    assert sorted(res.clean.names) == sorted(files)
+    for row, name in enumerate(res.clean.names):
+        data = files[name]
+        checked = image.check_image(data, name)
+        full = image.decode_image(data, name)
+        assert checked.size != full.size  # DCT-scaled: the premise of this test
+        got = {k: float(res.clean.column(k)[row]) for k in metadata.KEYS}
+        assert (got["lightly.width"], got["lightly.height"]) == full.size
+        assert full.size == ((600, 800) if name == "turned.jpg" else (800, 600))
+        assert got["lightly.sizeInBytes"] == len(data)
+        want = metadata.image_metadata(checked, len(data))
+        for key in ("lightly.sharpness", "lightly.snr", "lightly.luminance", "lightly.contrast"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5), (name, key)
+        assert got["lightly.sharpness"] != pytest.approx(
+            metadata.image_metadata(full, len(data))["lightly.sharpness"], rel=1e-3
+        )  # not the full decode's pixels
