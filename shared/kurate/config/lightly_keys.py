@@ -87,8 +87,7 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 #: Keys (prefixes) another issue implements: their status line in the README names it.
-OWNED: dict[str, str] = {
-}
+OWNED: dict[str, str] = {}
 
 log = logging.getLogger("kurate.config")
 

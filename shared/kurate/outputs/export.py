@@ -21,8 +21,8 @@ from kurate.errors import CorruptFileError, KurateError
 from kurate.io import embeddings_io, filelist, storage
 from kurate.io.names import inside
 from kurate.media import formats, image
-from kurate.outputs import objects
 from kurate.media import metadata as computed_metadata
+from kurate.outputs import objects
 from kurate.outputs import report as run_report
 from kurate.outputs.inputs import RunInputs
 from kurate.outputs.textfiles import write_lines as _write_lines
