@@ -148,3 +148,24 @@ def test_only_samples_meeting_the_pretagging_requirements_are_selected(tmp_path)
     assert filelist.read(str(tmp_path / "none")).names == []
     assert extra["requirements"]["unknown_classes"] == ["bus"]
     assert any("no sample meets" in w for w in extra["warnings"])
+
+
+DIVERSITY = {"strategies": [{"input": {"type": "EMBEDDINGS"}, "strategy": {"type": "DIVERSITY"}}]}
+
+
+def test_selection_config_honours_masked_and_selected_columns(tmp_path):
+    """selection_config (issue 18) with the columns (15b): masked rows take no part, selected rows are kept
+    first, count towards n_samples, and DIVERSITY picks away from them — the coreset's picks exactly."""
+    masked, pre = {0, 5, 7, 30}, {3, 11}
+    names, x = _world(tmp_path, masked=masked, selected=pre)
+    config = {"selection_config": {**DIVERSITY, "n_samples": 10}, "seed": 1}
+    extra = run_select(str(tmp_path / "emb"), str(tmp_path / "files"), str(tmp_path / "sc"), config)
+    sel = filelist.read(str(tmp_path / "sc"))
+    assert sel.names[:2] == [names[3], names[11]] and len(sel.names) == 10
+    assert not masked & {names.index(n) for n in sel.names}
+    keep = np.array([i for i in range(N) if i not in masked])
+    local_pre = [int(np.flatnonzero(keep == p)[0]) for p in sorted(pre)]
+    expected = coreset.coreset(x[keep], n_samples=8, preselected=local_pre)
+    assert sel.names[2:] == [names[int(keep[i])] for i in expected]
+    assert sel.column("preselected") == ["1", "1"] + ["0"] * 8
+    assert extra["masked"] == 4 and extra["preselected"] == 2 and extra["method"] == "selection_config"
