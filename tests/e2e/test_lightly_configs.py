@@ -373,10 +373,13 @@ def check_rerun(
             draw_image(100 + i).save(input_dir / name)
         second_input = input_dir
     else:
-        second_input = make_image_folder(work / "other_input", n=6, n_dup=0, corrupt=False).root
-        new = sorted(str(p.relative_to(second_input)) for p in second_input.rglob("*.jpg")) + sorted(
-            str(p.relative_to(second_input)) for p in second_input.rglob("*.png")
-        )
+        # another folder of OTHER images (make_image_folder would draw the first input's images again, all
+        # of them already in the datapool: nothing to add, no new version)
+        second_input = work / "other_input"
+        new = [f"group{i % 2}/other_{i:03d}.png" for i in range(6)]
+        for i, name in enumerate(new):
+            (second_input / name).parent.mkdir(parents=True, exist_ok=True)
+            draw_image(200 + i).save(second_input / name)
     proc = run(row, work, second_input, output_dir)
     second = check_complete_run(row, proc)
     if rerun["input"] == "grown":
