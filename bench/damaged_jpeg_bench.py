@@ -9,6 +9,11 @@ Pillow's ``Tests/images``, every image there that Pillow itself loads without an
 Rows: the check before issue 17 (Pillow full decode), the check's verdict decode without the stricter
 JPEG check (``strict_jpeg=False``: DCT-scaled), and the default check (``strict_jpeg=True``). Time: the
 check's per-file decode on the intact photos, interleaved per round; ratios to the strict=False check.
+
+Then what the default check misses: how many of those files leave the check's DCT-scaled picture
+unchanged (no check working on that picture could tell), and how many are visibly wrong at full size;
+and what the candidate of ``jpeg_offset_heuristic`` (a DC-offset staircase on the MCU grid, not used
+by kurate) would add at the threshold just above the highest score of the clean files.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import jpeg_offset_heuristic as heur  # noqa: E402
 
 FULL = {"n": 40, "size": (1920, 1080), "copies": 2, "rounds": 3}
 QUICK = {"n": 6, "size": (640, 480), "copies": 1, "rounds": 2}
@@ -35,6 +43,38 @@ def _verdict(fn, data: bytes, name: str) -> str:
     except CorruptFileError as exc:
         return exc.reason
     return ""
+
+
+def _misses(
+    damaged: list[tuple[str, str, bytes]], originals: dict[str, bytes], missed: set[str]
+) -> dict[str, Counter[str]]:
+    """Per scan-damage kind: files the default check passes, unchanged at its scale, visible at full size."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out: dict[str, Counter[str]] = {}
+    for name, kind, data in damaged:
+        if name not in missed:
+            continue
+        src = originals[name.split("__")[0] + ".jpg"]
+        counts = out.setdefault(kind, Counter())
+        counts["missed"] += 1
+        small, ref = heur.picture(data), heur.picture(src)
+        if small is not None and ref is not None and int(np.abs(small[0].astype(int) - ref[0]).max()) <= 2:
+            counts["unchanged"] += 1
+        try:
+            with Image.open(io.BytesIO(data)) as a, Image.open(io.BytesIO(src)) as b:
+                diff = np.abs(
+                    np.asarray(a.convert("RGB"), dtype=np.int16) - np.asarray(b.convert("RGB"), np.int16)
+                )
+            visible = bool((diff.max(axis=-1) > 8).mean() >= 0.01)
+        except OSError:  # Pillow refuses what libjpeg let through: certainly wrong
+            visible = True
+        if visible:
+            counts["visible"] += 1
+    return out
 
 
 def run(quick: bool = False) -> str:
@@ -86,6 +126,24 @@ def run(quick: bool = False) -> str:
             for name, data in originals:
                 fn(data, name)
             times.setdefault(label, []).append((time.perf_counter() - t0) / len(originals))
+    # What the default check misses, and what the DC-offset staircase candidate would add.
+
+    default = "check, strict_jpeg=True (default)"
+    missed = {n for n, k, d in damaged if k in jc.SCAN_DAMAGE and not _verdict(checks[default], d, n)}
+    misses = _misses(damaged, dict(originals), missed)
+    clean_scores = sorted(
+        (heur.score(d), n)
+        for items in clean_sets.values()
+        for n, d in items
+        if not _verdict(checks[default], d, n)
+    )[::-1]
+    threshold = clean_scores[0][0]
+    extra = Counter(k for n, k, d in damaged if n in missed and heur.score(d) > threshold)
+    pictures = [got for _, data in originals if (got := heur.picture(data)) is not None]
+    t0 = time.perf_counter()
+    for got in pictures:
+        heur.score_picture(*got)
+    heur_ms = (time.perf_counter() - t0) / max(1, len(pictures)) * 1000
     kinds = list(jc.DAMAGE_KINDS)
     lines = [
         "## Damaged-JPEG detection",
@@ -114,6 +172,31 @@ def run(quick: bool = False) -> str:
             fp = false_pos.get((label, set_name), [])
             cells.append(f"{label}: {len(fp)}" + (f" ({'; '.join(fp[:4])})" if fp else ""))
         lines.append(f"- {set_name} ({len(items)} files): " + "; ".join(cells))
+    lines += ["", "Scan damage the default check misses (libjpeg decodes them without a warning):", ""]
+    for kind in jc.SCAN_DAMAGE:
+        counts = misses.get(kind, Counter())
+        if not counts["missed"]:
+            lines.append(f"- {kind}: none missed")
+            continue
+        lines.append(
+            f"- {kind}: {counts['missed']} missed; {counts['unchanged']} leave the check's"
+            f" DCT-scaled picture unchanged (max 2 levels); {counts['visible']} are visibly"
+            " wrong at full size (>= 1 % of pixels off by > 8 levels)"
+        )
+    scan_found = sum(found[(default, k)] for k in jc.SCAN_DAMAGE)
+    with_heur = scan_found + sum(extra.values())
+    top = "; ".join(f"{n} {s:.2f}" for s, n in clean_scores[:3])
+    lines += [
+        "",
+        "Candidate, not used: the default check plus a DC-offset staircase on the MCU grid"
+        f" (bench/jpeg_offset_heuristic.py), threshold {threshold:.2f} = the highest score of the"
+        f" {len(clean_scores)} clean files the default check passes (0 false positives by construction: an"
+        " optimistic bound):"
+        + "".join(f" {k} {found[(default, k)] + extra[k]}/{totals[k]};" for k in jc.SCAN_DAMAGE)
+        + f" scan damage **{with_heur / scan_total:.0%}** (default alone {scan_found / scan_total:.0%});"
+        f" its analysis (the check's decode aside) {heur_ms:.2f} ms/file on the intact photos."
+        f" Highest clean scores: {top}.",
+    ]
     lines += ["", "Reasons given by the default check, by damage kind:", ""]
     for kind, counter in reasons.items():
         lines.append(f"- {kind}: " + ", ".join(f"{r} x{c}" for r, c in counter.most_common()))
