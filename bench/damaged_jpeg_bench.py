@@ -12,8 +12,9 @@ check's per-file decode on the intact photos, interleaved per round; ratios to t
 
 Then what the default check misses: how many of those files leave the check's DCT-scaled picture
 unchanged (no check working on that picture could tell), and how many are visibly wrong at full size;
-and what the candidate of ``jpeg_offset_heuristic`` (a DC-offset staircase on the MCU grid, not used
-by kurate) would add at the threshold just above the highest score of the clean files.
+and what two candidates, not used by kurate, would add: ``jpeg_offset_heuristic`` (a DC-offset
+staircase on the MCU grid, at the threshold just above the highest score of the clean files) and
+``jpeg_scan_walker`` (the Huffman-coded scan walked with the rules every valid baseline file keeps).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import jpeg_offset_heuristic as heur  # noqa: E402
+import jpeg_scan_walker as walker  # noqa: E402
 
 FULL = {"n": 40, "size": (1920, 1080), "copies": 2, "rounds": 3}
 QUICK = {"n": 6, "size": (640, 480), "copies": 1, "rounds": 2}
@@ -144,6 +146,21 @@ def run(quick: bool = False) -> str:
     for got in pictures:
         heur.score_picture(*got)
     heur_ms = (time.perf_counter() - t0) / max(1, len(pictures)) * 1000
+    # The scan walker: what it adds to the default check, its verdicts on the clean files, its cost.
+    walked = Counter(k for n, k, d in damaged if n in missed and walker.check(d))
+    walker_fp: list[str] = []
+    walker_clean = 0
+    for items in clean_sets.values():
+        for n, d in items:
+            why = walker.check(d)
+            if why is not None and not _verdict(checks[default], d, n):
+                walker_clean += 1
+                if why:
+                    walker_fp.append(f"{n} ({why})")
+    t0 = time.perf_counter()
+    for _, data in originals:
+        walker.check(data)
+    walker_ms = (time.perf_counter() - t0) / len(originals) * 1000
     kinds = list(jc.DAMAGE_KINDS)
     lines = [
         "## Damaged-JPEG detection",
@@ -196,6 +213,18 @@ def run(quick: bool = False) -> str:
         + f" scan damage **{with_heur / scan_total:.0%}** (default alone {scan_found / scan_total:.0%});"
         f" its analysis (the check's decode aside) {heur_ms:.2f} ms/file on the intact photos."
         f" Highest clean scores: {top}.",
+    ]
+    with_walker = scan_found + sum(walked.values())
+    lines += [
+        "",
+        "Candidate, not used: the default check plus the scan walker (bench/jpeg_scan_walker.py, pure"
+        " Python; baseline JPEGs):"
+        + "".join(f" {k} {found[(default, k)] + walked[k]}/{totals[k]};" for k in jc.SCAN_DAMAGE)
+        + f" scan damage **{with_walker / scan_total:.0%}**; {len(walker_fp)} false positives among the"
+        f" {walker_clean} clean baseline JPEGs the default check passes"
+        + (f" ({'; '.join(walker_fp[:4])})" if walker_fp else "")
+        + f"; {walker_ms:.0f} ms/file on the intact photos"
+        f" ({walker_ms / (statistics.median(times[default]) * 1000):.0f}x the default check's time).",
     ]
     lines += ["", "Reasons given by the default check, by damage kind:", ""]
     for kind, counter in reasons.items():
