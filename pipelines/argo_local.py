@@ -39,6 +39,9 @@ _VAR = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 class StepFailed(RuntimeError):
     """A step exited non-zero (its stderr is in the message), or its artifacts are missing."""
 
+    returncode: int = 1
+    stderr: str = ""
+
 
 @dataclass
 class Step:
@@ -250,9 +253,11 @@ def run_workflow(
             )
             proc = run_step(step)
             if proc.returncode != 0:
-                raise StepFailed(
+                failed = StepFailed(
                     f"{task['name']} (item {item}) exited {proc.returncode}:\n{proc.stderr[-3000:]}"
                 )
+                failed.returncode, failed.stderr = proc.returncode, proc.stderr
+                raise failed
             produced = outputs.setdefault(task["name"], {})
             for art in tmpl.get("outputs", {}).get("artifacts", []):
                 path = in_pod(art["path"])

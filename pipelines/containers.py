@@ -28,8 +28,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kurate.errors import ConfigError
-from kurate.pipelines.argo_local import ContainerSteps, Mount, run_workflow
+from kurate.errors import ConfigError, PhaseFailedError
+from kurate.pipelines.argo_local import ContainerSteps, Mount, StepFailed, run_workflow
 from kurate.plan import RunPlan
 
 #: ``KURATE_RUNNER`` values that run the tasks in containers.
@@ -137,7 +137,18 @@ def run_kfp_docker(plan: RunPlan, embed_shards: int = 1, keep_work: bool = False
     ]
     work_dir = plan.work_dir  # inside the local run folder (data_mounts refuses buckets)
     os.makedirs(work_dir, exist_ok=True)
-    args: dict[str, Any] = {"network_mode": "none", "mounts": mounts, "ulimits": _ulimits(run_flags())}
+    from kurate.phases import _entry
+    from kurate.pipelines.local import ERROR_RECORD, task_failure
+
+    record = os.path.join(work_dir, ERROR_RECORD)  # the pipeline root is mounted at its own path
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(record)
+    args: dict[str, Any] = {
+        "network_mode": "none",
+        "mounts": mounts,
+        "ulimits": _ulimits(run_flags()),
+        "environment": {_entry.ERROR_FILE_ENV: record},  # a failing phase's class and message, for us
+    }
     user = task_user(plan, wanted)
     if user:
         args["user"] = user
@@ -145,11 +156,14 @@ def run_kfp_docker(plan: RunPlan, embed_shards: int = 1, keep_work: bool = False
     local.init(runner=runner, pipeline_root=work_dir, raise_on_error=True)
     with warnings.catch_warnings(), _exit_status_kept():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-        build_pipeline(target="local")(**pipeline_arguments(plan, embed_shards))
+        try:
+            build_pipeline(target="local")(**pipeline_arguments(plan, embed_shards))
+        except RuntimeError as exc:  # a task failed: its phase left the error record
+            raise task_failure(record, exc) from None
     if not keep_work:
-        import shutil
+        from kurate.io import storage
 
-        shutil.rmtree(work_dir, ignore_errors=True)
+        storage.remove_tree(work_dir)  # inside the run folder: a crash point like every durable change
 
 
 def run_argo_containers(
@@ -165,7 +179,17 @@ def run_argo_containers(
     )
     with tempfile.TemporaryDirectory(prefix="kurate-argo-", dir=workdir or None) as tmp:
         params = {k: str(v) for k, v in pipeline_arguments(plan, embed_shards).items()}
-        run_workflow(workflow, params, Path(tmp), steps=steps)
+        try:
+            run_workflow(workflow, params, Path(tmp), steps=steps)
+        except (
+            StepFailed
+        ) as exc:  # a step's `python -m` printed its one line and exited with the class's code
+            said = [ln for ln in exc.stderr.splitlines() if ln.startswith("kurate: error: ")]
+            if not said:
+                raise
+            raise PhaseFailedError(
+                said[-1][len("kurate: error: ") :], exit_code=exc.returncode, detail=exc.stderr
+            ) from None
     return steps
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
+from kurate.errors import PhaseFailedError
+from kurate.io import storage
+from kurate.phases import _entry
 from kurate.plan import TASKS, RunPlan
 
 log = logging.getLogger("kurate.local")
@@ -21,6 +27,60 @@ def pipeline_arguments(plan: RunPlan, embed_shards: int | None = None) -> dict[s
     if embed_shards is not None:
         args["embed_shards"] = int(embed_shards)
     return args
+
+
+#: Inside the scratch folder: the error record of a failed task, and the tasks' $TMPDIR.
+ERROR_RECORD = "error.json"
+TASK_TMP = "tmp"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@contextlib.contextmanager
+def _task_environment(work_dir: str) -> Iterator[str]:
+    """The tasks' environment: where a failing phase leaves its error record, and a $TMPDIR of their own.
+
+    KFP's component command makes a ``mktemp -d`` folder per task and never removes it; with
+    ``TMPDIR`` inside the scratch folder they go with it (and so does kfp.local's workspace).
+    Returns the error record's path.
+    """
+    record = os.path.join(work_dir, ERROR_RECORD)
+    tmp = os.path.join(work_dir, TASK_TMP)
+    os.makedirs(tmp, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(record)
+    saved = {k: os.environ.get(k) for k in (_entry.ERROR_FILE_ENV, "TMPDIR")}
+    saved_tempdir = tempfile.tempdir
+    os.environ[_entry.ERROR_FILE_ENV] = record
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = tmp
+    try:
+        yield record
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def task_failure(record_path: str, exc: BaseException) -> PhaseFailedError:
+    """The error of the task that failed, as its phase raised it (the record), else what kfp.local says."""
+    record = _entry.read_error_record(record_path)
+    if record is not None:
+        return PhaseFailedError(
+            str(record.get("message") or "the task failed"),
+            exit_code=int(record.get("exit_code") or 1),
+            phase=str(record.get("phase") or ""),
+            error_class=str(record.get("class") or ""),
+            detail=str(record.get("traceback") or ""),
+        )
+    names = re.findall(r"(?:[Tt]ask failed: |Task )'([^']+)'", _ANSI.sub("", str(exc)))
+    task = names[-1] if names else "a"
+    return PhaseFailedError(
+        f"the {task} task ended without an error of its own (killed, or out of memory?)",
+        detail=_ANSI.sub("", str(exc)),
+    )
 
 
 def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> None:
@@ -43,10 +103,17 @@ def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> 
     os.makedirs(work_dir, exist_ok=True)
     if not plan.work_dir:
         log.info("intermediate artifacts in %s (the outputs go to %s)", work_dir, plan.run_dir)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=work_dir, raise_on_error=True)
-    with warnings.catch_warnings():
+    with _task_environment(work_dir) as record, warnings.catch_warnings():
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=work_dir, raise_on_error=True)
         # The components name their cluster images; locally they run in this environment on purpose.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-        build_pipeline(target="local")(**pipeline_arguments(plan, embed_shards))
+        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+        try:
+            build_pipeline(target="local")(**pipeline_arguments(plan, embed_shards))
+        except RuntimeError as exc:  # kfp.local: a task failed; its phase left the error record
+            raise task_failure(record, exc) from None
     if not keep_work:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if plan.work_dir:
+            storage.remove_tree(work_dir)  # inside the run folder: a crash point like every durable change
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,15 +1,18 @@
 """The run plan: where a run writes, and the exact keys each pipeline task receives.
 
 Pure functions of the validated config (no KFP, no torch), shared by the local runner, the
-compilers and the submitters, so every target hands each task the same keys.
+compilers and the submitters, so every target hands each task the same keys. :func:`make_plan`
+refuses, before anything is written, every write location inside ``input_dir``;
+:func:`claim_run` then claims the run folder (:mod:`kurate.io.runfolder`) for the ``kurate`` command.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -17,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from kurate.config import lightly_keys
 from kurate.config.load import phase_config, redacted, to_yaml
-from kurate.errors import ConfigError, OutputExistsError, StorageError
-from kurate.io import storage
+from kurate.errors import ConfigError, DatapoolError, OutputExistsError, StorageError
+from kurate.io import runfolder, storage
 from kurate.media import crops
 from kurate.media import metadata as computed_metadata
 from kurate.models import pretag
@@ -34,6 +37,18 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST_CHECKPOINT = "checkpoint_latest.ckpt"
 
 
+#: Keys a resumed run folder may change: resources that do not change what is computed, and
+#: ``lightly.trainer.max_epochs`` (raising it on a rerun continues training, by design).
+RESUMABLE_CHANGES = (
+    "lightly.loader.batch_size",
+    "lightly.loader.num_workers",
+    "lightly.trainer.max_epochs",
+    "worker_id",
+    "token",
+    "sanity_check",
+)
+
+
 @dataclass
 class RunPlan:
     """Resolved locations and per-task configs of one run."""
@@ -42,6 +57,13 @@ class RunPlan:
     work_dir: str
     task_configs: dict[str, dict[str, Any]]
     resumed: bool
+    output_dir: str = ""
+    #: ``run_directory`` (None: a timestamp folder, which the claim picks)
+    run_name: str | None = None
+    #: every key as this run resolves it (locations absolute): what a resumed run folder must match
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: the run's identity across resumes (the claim's token; '' without a claim)
+    token: str = ""
 
 
 def phase_value(node: Any) -> Any:
@@ -61,25 +83,90 @@ def run_name(cfg: DictConfig, now: float | None = None) -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
 
 
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _refuse_inside_input(input_dir: str, places: list[tuple[str, str]]) -> None:
+    """Every place this run writes, resolved (symlinks too), must lie outside the input."""
+    for key, where in places:
+        if where and storage.is_inside(where, input_dir):
+            shown = where if os.path.realpath(where) == where else f"{where} (-> {os.path.realpath(where)})"
+            raise ConfigError(
+                key, f"{shown} is inside input_dir ({input_dir}); kurate never writes into the input"
+            )
+
+
+def claim_run(plan: RunPlan, now: float | None = None) -> runfolder.Claim:
+    """Claim the run folder of ``plan`` for this process (see :mod:`kurate.io.runfolder`).
+
+    A timestamp folder is picked here (never one another run took); a named one is locked, and a
+    resumed one must have been started with the same settings (:data:`RESUMABLE_CHANGES` aside).
+    """
+    return runfolder.claim(plan.output_dir, plan.run_name, plan.settings, now, may_change=RESUMABLE_CHANGES)
+
+
+def finish_complete_run(run_dir: str) -> None:
+    """What a run killed after its ``report.json`` had still to do: drop the datapool state it replaced.
+
+    (The claim already cleared its ``.work`` and lock.) Run by the ``kurate`` command when it
+    refuses a complete run folder, so such a kill costs nothing lasting.
+    """
+    import json
+
+    from kurate.pool import datapool
+
+    try:
+        report = json.loads(storage.read_text(storage.join(run_dir, export.REPORT_JSON)))
+    except (FileNotFoundError, ValueError):
+        return
+    dp = report.get("datapool") if isinstance(report, dict) else None
+    if isinstance(dp, dict) and dp.get("updated") and dp.get("location") and dp.get("version"):
+        datapool.drop_superseded(str(dp["location"]), int(dp["version"]))
+
+
 def trains(cfg: DictConfig) -> bool:
     """Whether the run trains: ``enable_training`` with at least one epoch."""
     return bool(cfg.enable_training) and int(cfg.lightly.trainer.max_epochs) > 0
 
 
-def make_plan(cfg: DictConfig, now: float | None = None, here: bool = False) -> RunPlan:
+def make_plan(
+    cfg: DictConfig,
+    now: float | None = None,
+    claim: runfolder.Claim | None = None,
+    *,
+    refuse_complete: bool = True,
+    here: bool = False,
+) -> RunPlan:
     """Check output safety and build the per-task configs for ``cfg``.
+
+    Without ``claim`` the run folder is ``run_directory`` or a timestamp, and a complete one is
+    refused (unless ``refuse_complete`` is off: the claim refuses it then); with it, the claimed
+    folder and the run's token.
 
     Lightly keys that do nothing here are named first, one warning line each. Its requests to
     buckets are start checks (:func:`kurate.io.storage.start_checks`): small, and answered at once by
     a live store, so a dead endpoint stops the run here within seconds. ``here``: the tasks run in
     this environment, so what they need locally (the built-in detector's weights) is checked too.
     """
-    lightly_keys.warn_inert(cfg)
+    if claim is None:  # (the plan made after the claim repeats neither)
+        lightly_keys.warn_inert(cfg)
     with storage.start_checks():
-        return _make_plan(cfg, now, here)
+        return _make_plan(cfg, now, claim, refuse_complete, here)
 
 
-def _make_plan(cfg: DictConfig, now: float | None, here: bool = False) -> RunPlan:
+def _make_plan(
+    cfg: DictConfig,
+    now: float | None,
+    claim: runfolder.Claim | None,
+    refuse_complete: bool,
+    here: bool = False,
+) -> RunPlan:
     input_dir = str(cfg.input_dir or cfg.datasource.dataset_id or "")
     if not input_dir:
         raise ConfigError("input_dir", "missing; set input_dir=<folder or URI> (or datasource.dataset_id)")
@@ -96,14 +183,23 @@ def _make_plan(cfg: DictConfig, now: float | None, here: bool = False) -> RunPla
             raise ConfigError("input_dir", f"{input_dir} does not exist or is not a folder")
     if not storage.is_remote(output_dir):
         output_dir = os.path.abspath(output_dir)
-    if storage.is_inside(output_dir, input_dir):
-        raise ConfigError(
-            "output_dir", f"{output_dir} is inside input_dir; outputs must not go into the input"
-        )
-    run_dir = storage.join(output_dir, run_name(cfg, now))
-    resumed = False
-    if storage.exists(run_dir):
-        if export.is_complete(run_dir):
+    named = str(cfg.run_directory) if cfg.run_directory not in (None, "") else None
+    if claim is not None:
+        run_dir, resumed = claim.run_dir, claim.resumed
+    else:
+        run_dir = storage.join(output_dir, run_name(cfg, now))
+        resumed = False
+    places = [("output_dir", output_dir), ("run_directory" if named else "output_dir", run_dir)]
+    if not storage.is_remote(output_dir):
+        places.append(("output_dir", storage.join(output_dir, OUTPUT_CACHE)))
+    if not storage.is_remote(input_dir):
+        places.append(("TMPDIR", tempfile.gettempdir()))
+    if cfg.enable_training and cfg.lightly.checkpoint_callback.dirpath:
+        dirpath = storage.resolve_relative(str(cfg.lightly.checkpoint_callback.dirpath), output_dir)
+        places.append(("lightly.checkpoint_callback.dirpath", os.path.abspath(dirpath)))
+    _refuse_inside_input(input_dir, places)
+    if claim is None and storage.exists(run_dir):
+        if refuse_complete and export.is_complete(run_dir):
             raise OutputExistsError(
                 f"run_directory: {run_dir} already holds a complete run; choose another name"
             )
@@ -142,15 +238,40 @@ def _make_plan(cfg: DictConfig, now: float | None, here: bool = False) -> RunPla
     tasks["train"] = _train_task(cfg, run_dir, rel)
     tasks["select"]["seed"] = int(cfg.lightly.seed)
     _selection_keys(cfg, tasks, input_dir, output_dir, rel)
-    _datapool_keys(cfg, tasks, input_dir, output_dir, run_dir)
+    if claim is not None:
+        identity: tuple[str, float] | None = (claim.token, claim.started)
+    else:  # before the claim: the run folder's record, if a run was started there already
+        identity = runfolder.recorded_identity(run_dir) if named else None
+    _datapool_keys(cfg, tasks, input_dir, output_dir, run_dir, identity, claimed=claim is not None)
     tasks["export"].update(tasks.pop("report"))
     tasks["export"]["append_weak_labels"] = bool(cfg.append_weak_labels)
     tasks["export"]["upload_dataset"] = bool(cfg.upload_dataset)  # without a datapool: to data/sampled/
     tasks["export"].update(
         run_output=run_dir, output_dir=output_dir, config_yaml=to_yaml(data), worker_id=str(cfg.worker_id)
     )
-    _probe_outputs(cfg, run_dir, tasks)
-    return RunPlan(run_dir=run_dir, work_dir=work_dir, task_configs=tasks, resumed=resumed)
+    if claim is None:  # the claimed plan's locations are the same: probed once
+        _probe_outputs(cfg, run_dir, tasks)
+    settings = _flat(data)
+    settings.update(input_dir=input_dir, output_dir=output_dir)
+    for key in (
+        "checkpoint",
+        "embeddings",
+        "relevant_filenames_file",
+        "pretagging_config",
+        "datapool.dataset_id",
+    ):
+        if settings.get(key):
+            settings[key] = rel(str(settings[key]))
+    return RunPlan(
+        run_dir=run_dir,
+        work_dir=work_dir,
+        task_configs=tasks,
+        resumed=resumed,
+        output_dir=output_dir,
+        run_name=named,
+        settings=settings,
+        token=claim.token if claim is not None else "",
+    )
 
 
 def _probe_outputs(cfg: DictConfig, run_dir: str, tasks: dict[str, dict[str, Any]]) -> None:
@@ -360,13 +481,21 @@ OUTPUT_CACHE = ".kurate-cache/embeddings"
 
 
 def _datapool_keys(
-    cfg: DictConfig, tasks: dict[str, dict[str, Any]], input_dir: str, output_dir: str, run_dir: str
+    cfg: DictConfig,
+    tasks: dict[str, dict[str, Any]],
+    input_dir: str,
+    output_dir: str,
+    run_dir: str,
+    identity: tuple[str, float] | None = None,
+    claimed: bool = False,
 ) -> None:
     """Datapool and embedding-cache keys of check, embed, select and export.
 
     The datapool's current version is read here, once: every task uses exactly that state (so a
     cached task on a cluster never mixes states), and export commits the next version only if no
-    other run did in between (see :mod:`kurate.pool.datapool`).
+    other run did in between (see :mod:`kurate.pool.datapool`). A resumed run that already committed
+    (killed after its commit: the pointer records the run's token; ``identity`` = (token, start time))
+    uses the state it committed on, and export rolls that commit forward instead of committing again.
     """
     from kurate.pool import datapool
 
@@ -398,18 +527,29 @@ def _datapool_keys(
         )
     if loc and not storage.is_remote(loc):
         loc = os.path.abspath(loc)
-    if loc and storage.is_inside(loc, input_dir):
-        raise ConfigError("datapool.dataset_id", f"{loc} is inside input_dir; the input is never written to")
+    key = "datapool.dataset_id" if cfg.datapool.dataset_id not in (None, "") else "datapool.name"
+    _refuse_inside_input(input_dir, [(key, loc)])
     tasks["embed"]["embedding_cache"] = (
         storage.join(loc, datapool.CACHE_DIR) if loc else storage.join(output_dir, OUTPUT_CACHE)
     )
     if not loc:
         return
     head = datapool.read_head(loc)
+    committed = datapool.find_commit(loc, *identity) if identity is not None else None
+    if committed is not None:  # this run committed before it was killed: select against the same base
+        base_version = int(committed.pointer.get("base_version") or committed.version - 1)
+        head = datapool.read_head(loc, base_version) if base_version > 0 else None
+        gone = head is not None and not storage.exists(storage.join(head.state, datapool.HASHES_FILE))
+        if gone and claimed:  # (before the claim: maybe a complete run, which the claim refuses)
+            raise DatapoolError(
+                f"datapool {loc}: this run committed version {committed.version}, but the state it was "
+                f"selected against (version {base_version}) has been removed since (keep_history=False of "
+                "a later run); the run folder cannot be completed: choose another run_directory"
+            )
     version = head.version if head is not None else 0
     state = head.state if head is not None else ""
     run_id = run_dir.rstrip("/").rsplit("/", 1)[-1]
-    if trains(cfg) and head is not None and head.pointer.get("run_id") != run_id:
+    if trains(cfg) and head is not None and committed is None:
         # The datapool's embeddings all come from one model; a newly trained one could not be compared
         # with them. (A rerun of the run that made the head, killed after its commit, may go on.)
         raise ConfigError(
@@ -435,6 +575,8 @@ def _datapool_keys(
         "checkpoint": storage.join(run_dir, LATEST_CHECKPOINT) if trains(cfg) else checkpoint,
         "trained": trains(cfg),
         "run_id": run_id,
+        "run_token": identity[0] if identity is not None else "",
+        "committed_version": committed.version if committed is not None else 0,
     }
 
 

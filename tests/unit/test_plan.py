@@ -6,7 +6,7 @@ import pytest
 
 from kurate.config.load import compose_config
 from kurate.errors import ConfigError, OutputExistsError
-from kurate.plan import TASKS, make_plan
+from kurate.plan import TASKS, claim_run, make_plan
 
 
 def _cfg(tmp_path, *extra):
@@ -186,9 +186,15 @@ def test_training_with_a_datapool(tmp_path):
     assert off.task_configs["export"]["datapool"]["checkpoint"] == str(tmp_path / "out" / "m.ckpt")
 
     loc = dp["location"]
-    datapool.commit(loc, 0, ["a.png"], np.ones((1, 2)), ["h"], {"dim": 2}, run_id="r1")
-    again = make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r1"))
-    assert again.task_configs["export"]["datapool"]["version"] == 1
+    cfg = _cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r1")
+    claim = claim_run(make_plan(cfg))  # run r1 commits, then is killed before its report
+    datapool.commit(loc, 0, ["a.png"], np.ones((1, 2)), ["h"], {"dim": 2}, run_id="r1", run_token=claim.token)
+    claim.release()
+    claim = claim_run(make_plan(cfg))
+    again = make_plan(cfg, claim=claim)  # its rerun goes on: it rolls its own commit forward
+    assert again.task_configs["export"]["datapool"]["committed_version"] == 1
+    assert again.task_configs["export"]["datapool"]["version"] == 0  # selected against the same base
+    claim.release()
     with pytest.raises(ConfigError) as err:
         make_plan(_cfg(tmp_path, "datapool.name=pool", "enable_training=True", "run_directory=r2"))
     assert err.value.key == "enable_training" and f"{loc}/model/model.json" in str(err.value)

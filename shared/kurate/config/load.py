@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -47,6 +47,57 @@ PRECISION_ALIASES = {
 }
 #: Precisions that need a GPU (fp16); on the CPU training falls back to 32-bit with a warning.
 PRECISIONS_GPU_ONLY = ("16-mixed", "16-true")
+
+
+#: Finite, sane bounds of every numeric key, checked at start (inclusive). A value outside is a
+#: one-line config error naming the key; keys with special values (-1 = off, fractions, lists) are
+#: checked by :func:`validate` first and only their plain numbers reach these bounds. A new numeric
+#: key must be added here (tests/unit/test_config_hardening.py walks the schema for them).
+NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
+    "stopping_condition.n_samples": (1, 10**12, "a count up to 10^12"),
+    "stopping_condition.min_distance": (0, 1e6, "a distance in [0, 1e6]"),
+    "corruptness_check.corruption_threshold": (0, 1, "a number in [0, 1]"),
+    "corruptness_check.max_image_pixels": (1, 2**40, "an int in [1, 2^40]"),
+    "selected_sequence_length": (1, 10**6, "an int in [1, 10^6]"),
+    "scorer_config.frequency_penalty": (0, 1e6, "a number in [0, 1e6]"),
+    "scorer_config.min_score": (0, 1, "a number in [0, 1]"),
+    "n_example_images": (0, 1000, "an even number in [0, 1000]"),
+    "memory_requirement_in_GB": (1e-3, 65536, "a number of GB in [0.001, 65536]"),
+    "output_image_size": (1, 16384, "-1, or sizes in [1, 16384] px"),
+    "lightly.model.num_ftrs": (1, 65536, "an int in [1, 65536]"),
+    "lightly.model.out_dim": (1, 65536, "an int in [1, 65536]"),
+    "lightly.model.width": (1 / 64, 16, "a number in [1/64, 16] (narrower leaves layers without channels)"),
+    "lightly.criterion.temperature": (1e-4, 1e4, "a number in [1e-4, 1e4]"),
+    "lightly.criterion.memory_bank_size": (0, 10**7, "an int in [0, 10^7]"),
+    "lightly.optimizer.lr": (1e-12, 1e3, "a number in [1e-12, 1000]"),
+    "lightly.optimizer.weight_decay": (0, 10, "a number in [0, 10]"),
+    "lightly.collate.input_size": (8, 4096, "an int in [8, 4096] px"),
+    "lightly.collate.cj_prob": (0, 1, "a probability in [0, 1]"),
+    "lightly.collate.cj_bright": (0, 100, "a number in [0, 100]"),
+    "lightly.collate.cj_contrast": (0, 100, "a number in [0, 100]"),
+    "lightly.collate.cj_sat": (0, 100, "a number in [0, 100]"),
+    "lightly.collate.cj_hue": (0, 0.5, "a number in [0, 0.5]"),
+    "lightly.collate.min_scale": (1e-6, 1, "a number in (0, 1]"),
+    "lightly.collate.random_gray_scale": (0, 1, "a probability in [0, 1]"),
+    "lightly.collate.gaussian_blur": (0, 1, "a probability in [0, 1]"),
+    "lightly.collate.sigmas": (1e-6, 1000, "[min, max] with 0 < min <= max <= 1000"),
+    "lightly.collate.vf_prob": (0, 1, "a probability in [0, 1]"),
+    "lightly.collate.hf_prob": (0, 1, "a probability in [0, 1]"),
+    "lightly.collate.rr_prob": (0, 1, "a probability in [0, 1]"),
+    "lightly.collate.rr_degrees": (-360, 360, "null, a number x in [0, 360] or [min, max] in [-360, 360]"),
+    "lightly.loader.batch_size": (1, 2**20, "an int in [1, 2^20]"),
+    "lightly.loader.num_workers": (-1, 1024, "-1 (all cores), 0, or up to 1024"),
+    "lightly.trainer.max_epochs": (0, 10**6, "an int in [0, 10^6] (0: no training step)"),
+    "lightly.checkpoint_callback.save_top_k": (-1, 10**6, "-1 (all), 0, or up to 10^6"),
+    "lightly.summary_callback.max_depth": (-1, 1000, "-1 (all), 0, or up to 1000"),
+    "lightly.crop_padding": (0, 10, "a number in [0, 10]"),
+    "lightly.collate.kernel_size": (0, 1000, "null or a number in [0, 1000] (accepted, unused)"),
+    "lightly.seed": (0, 2**32 - 1, "an int in [0, 2^32 - 1]"),
+}
+
+#: A Lightly config has a few hundred YAML nodes; aliases can make a small file expand to billions.
+MAX_YAML_NODES = 100_000
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _register(node: Any, name: str) -> None:
@@ -119,6 +170,7 @@ def compose_config(
     from hydra.core.global_hydra import GlobalHydra
 
     env = os.environ if environ is None else environ
+    overrides, token = _take_token(overrides)
     base = OmegaConf.structured(KurateConfig)
     if config_name:
         directory = config_path or "."
@@ -127,6 +179,7 @@ def compose_config(
         )
         if not os.path.isfile(path):
             raise ConfigError("--config-name", f"config file {path} does not exist")
+        _check_yaml_size(path)
         try:
             user = OmegaConf.load(path)
         except Exception as exc:  # yaml errors come in many types
@@ -157,7 +210,10 @@ def compose_config(
         GlobalHydra.instance().clear()
     # Hydra's '+key=value' bypasses struct mode: reject keys the schema does not have.
     _reject_unknown(cfg, OmegaConf.structured(KurateConfig), "")
-    if not cfg.token and env.get("LIGHTLY_TOKEN"):
+    _resolve_interpolations(cfg)
+    if token is not None:
+        cfg.token = token.replace("${", "\\${")  # literal: OmegaConf would read ${...} as an interpolation
+    elif not cfg.token and env.get("LIGHTLY_TOKEN"):
         cfg.token = env["LIGHTLY_TOKEN"]
     # Defaults a container sets (the all-in-one image: Lightly's /home/input_dir and /home/shared_dir).
     if not cfg.input_dir and not cfg.datasource.dataset_id and env.get("KURATE_INPUT_DIR"):
@@ -206,6 +262,98 @@ def _worker_sections(user: DictConfig) -> DictConfig:
     merged = OmegaConf.merge(*parts, user)
     assert isinstance(merged, DictConfig)
     return merged
+
+
+def _resolve_interpolations(cfg: DictConfig) -> None:
+    """Resolve every ``${...}`` now (``${oc.env:X}``, ``${other.key}``): a failure names its key."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+
+    def leaves(data: Any, prefix: str) -> Iterator[str]:
+        if isinstance(data, dict):
+            for k, v in data.items():
+                yield from leaves(v, f"{prefix}{k}.")
+        elif isinstance(data, list) and any("${" in str(v) for v in data):
+            yield prefix[:-1]
+        elif isinstance(data, str) and "${" in data:
+            yield prefix[:-1]
+
+    for key in leaves(raw, ""):
+        try:
+            OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+        except OmegaConfBaseException as exc:
+            msg = str(getattr(exc, "msg", "") or exc).splitlines()[0]
+            raise ConfigError(key, f"cannot resolve its interpolation: {msg}") from None
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:  # inside a list: the key is the list's
+        raise _error_from_omegaconf(exc) from None
+
+
+def _take_token(overrides: Sequence[str]) -> tuple[list[str], str | None]:
+    """``token=...`` taken out of the overrides and read literally (never parsed, never echoed).
+
+    Hydra's override grammar rejects ``,`` (a sweep), quotes, ``#``, brackets, ``~``, ``${`` and a
+    trailing ``==`` (base64 padding), and its error repeats the value. The token is everything after
+    the first ``=``; one pair of matching surrounding quotes is removed (``token='...'``).
+    """
+    rest: list[str] = []
+    token: str | None = None
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and key.lstrip("+") == "token":
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            token = value
+        elif key in ("~token", "~token"):
+            token = ""
+        else:
+            rest.append(o)
+    return rest, token
+
+
+def _check_yaml_size(path: str) -> None:
+    """Refuse a config file that is huge or whose aliases expand to more than :data:`MAX_YAML_NODES`.
+
+    Counted on the composed YAML graph (aliases are shared there), so a billion-node alias bomb is
+    refused in milliseconds instead of being expanded.
+    """
+    import yaml
+
+    if os.path.getsize(path) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            "--config-name", f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config"
+        )
+    try:
+        with open(path, encoding="utf-8") as fh:
+            root = yaml.compose(fh, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError("--config-name", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise ConfigError("--config-name", f"{path} holds a recursive YAML alias")
+        busy.add(key)
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in node.value)
+        else:
+            total = 1
+        busy.discard(key)
+        sizes[key] = min(total, MAX_YAML_NODES + 1)
+        return sizes[key]
+
+    if root is not None and size(root) > MAX_YAML_NODES:
+        raise ConfigError(
+            "--config-name",
+            f"{path} expands to more than {MAX_YAML_NODES} nodes through YAML aliases; a config has a few "
+            "hundred",
+        )
 
 
 def _reject_unknown(cfg: Any, schema: Any, prefix: str) -> None:
@@ -443,18 +591,29 @@ def validate(cfg: DictConfig) -> None:
             "enable_training", "cannot train when precomputed embeddings are given; unset embeddings"
         )
     if cfg.datapool.name is not None:
+        name = cfg.datapool.name
         _need(
-            isinstance(cfg.datapool.name, str)
-            and cfg.datapool.name.strip() != ""
-            and "/" not in cfg.datapool.name,
+            isinstance(name, str) and _folder_name_ok(name),
             "datapool.name",
-            f"got {cfg.datapool.name!r}; allowed: a non-empty name without '/'",
+            f"got {name!r}; allowed: a non-empty folder name (not '.' or '..', without '/', '\\' or "
+            "control characters)",
+        )
+    rd = _plain(cfg.run_directory)
+    if rd not in (None, ""):
+        _need(
+            (isinstance(rd, str) or _is_int(rd))
+            and not str(rd).startswith("/")
+            and all(_folder_name_ok(part) for part in str(rd).split("/")),
+            "run_directory",
+            f"got {rd!r}; allowed: a relative folder name inside output_dir (parts separated by '/', none of "
+            "them empty, '.' or '..')",
         )
     if cfg.input_dir and cfg.datasource.dataset_id and str(cfg.datasource.dataset_id) != cfg.input_dir:
         raise ConfigError(
             "datasource.dataset_id", f"differs from input_dir ({cfg.input_dir!r}); set only one of them"
         )
     _validate_object_level(cfg)
+    _check_ranges(cfg)
     _check_locations(cfg)
 
 
@@ -498,6 +657,46 @@ def _validate_object_level(cfg: DictConfig) -> None:
             "object_level.task_name",
             "lightly_pretagging is this run's pretagging: set pretagging=True",
         )
+
+
+def _folder_name_ok(name: str) -> bool:
+    """One folder-name part: not empty or blank, not '.'/'..', no separator or control character."""
+    return (
+        name.strip() != ""
+        and name not in (".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and all(c.isprintable() for c in name)
+    )
+
+
+def _in_range(key: str, value: Any) -> None:
+    lo, hi, allowed = NUMERIC_RANGES[key]
+    _need(
+        _is_num(value) and math.isfinite(value) and lo <= value <= hi,
+        key,
+        f"got {value!r}; allowed: {allowed}",
+    )
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    """Every numeric key finite and inside :data:`NUMERIC_RANGES` (special values were checked before)."""
+    special: dict[str, Any] = {
+        "stopping_condition.n_samples": lambda v: v == -1 or (isinstance(v, float) and 0 < v <= 1),
+        "stopping_condition.min_distance": lambda v: v == -1,
+        "output_image_size": lambda v: v == -1,
+    }
+    for key in NUMERIC_RANGES:
+        value = _plain(OmegaConf.select(cfg, key))
+        if value is None:  # an optional key left out (typed numeric keys are never None)
+            continue
+        if key in special and not isinstance(value, bool) and special[key](value):
+            continue
+        if isinstance(value, list):
+            for v in value:
+                _in_range(key, v)
+        else:
+            _in_range(key, value)
 
 
 #: URI schemes kurate reads and writes (besides local paths).

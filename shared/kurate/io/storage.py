@@ -18,27 +18,39 @@ The contract every back-end keeps, which the phases rely on:
   PUT or a completed multipart upload; GCS objects one upload. :func:`create_exclusive` never
   overwrites (O_EXCL link locally, ``If-None-Match: *`` on S3, ``ifGenerationMatch=0`` on GCS).
 - Listing is paginated and streamed; :func:`read_many` reads many objects with a bounded pool.
+  Locally, an entry that is not a regular file (FIFO, socket, device, a symlink loop or a dangling
+  link) or whose name is not UTF-8 is never listed (``on_skip`` hears why) and never opened: reads
+  open without blocking and refuse anything but a regular file.
+- Every write is a crash point (:mod:`kurate.io.crash`): :func:`atomic_writer`, :func:`write_bytes`,
+  :func:`create_exclusive` and :func:`remove_tree` call :func:`kurate.io.crash.point` just before the
+  change becomes visible, so a write site needs no registration to be walked by the crash tests.
+- Local temp files are named ``.tmp-<host>-<pid>-<random>-<name>``: :func:`remove_stale_temps` removes
+  those of processes that are gone (a killed writer's), never a live writer's.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import io
 import logging
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from kurate.errors import StorageError
-from kurate.io import remote, retry
+from kurate.io import crash, remote, retry
 
 log = logging.getLogger("kurate.io.storage")
 
@@ -128,13 +140,46 @@ def _folder_prefix(key: str) -> str:
 # --------------------------------------------------------------------------- reading
 
 
+_KINDS = {
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFDIR: "folder",
+}
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "special file")
+
+
 def read_bytes(uri: str) -> bytes:
-    """Read a whole object (FileNotFoundError if it does not exist)."""
+    """Read a whole object (FileNotFoundError if it does not exist).
+
+    A local path is opened without blocking and must be a regular file: a FIFO, socket or device is
+    an OSError at once ("not a regular file (FIFO)"), never a read that waits or never ends.
+    """
     if is_remote(uri):
         be, bucket, key = _remote(uri)
         return be.read(bucket, key)
-    with open(uri, "rb") as fh:
-        return fh.read()
+    try:
+        fd = os.open(uri, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:  # ENXIO: a socket (or a device without its driver)
+            raise
+        raise OSError(errno.EINVAL, f"not a regular file ({_kind(os.stat(uri).st_mode)})", uri) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+            raise OSError(code, f"not a regular file ({_kind(mode)})", uri)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_text(uri: str) -> str:
@@ -235,13 +280,49 @@ def local_copy(uri: str) -> Iterator[str]:
             pass
 
 
-def list_files(root: str, page_size: int = 1000) -> Iterator[str]:
+def printable_name(name: str) -> str:
+    r"""A name as it can be shown and stored: bytes that are not UTF-8 and control characters escaped.
+
+    A Latin-1 ``café.png`` (its bytes read with surrogateescape) shows as ``café.png``.
+    """
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _not_a_file(path: str, entry: os.DirEntry[str]) -> str:
+    """Why a listed entry that is neither a folder nor a regular file is skipped."""
+    try:
+        if entry.is_symlink():
+            try:
+                os.stat(path)
+            except FileNotFoundError:
+                return "dangling symbolic link (its target does not exist)"
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return "symbolic link loop"
+                return f"cannot follow the symbolic link ({exc.strerror})"
+            target = os.stat(path).st_mode
+            if stat.S_ISDIR(target):
+                return ""  # a symlinked folder: not followed (no cycles), not an odd entry
+            return f"not a regular file ({_kind(target)}, through a symbolic link)"
+        return f"not a regular file ({_kind(entry.stat(follow_symlinks=False).st_mode)})"
+    except OSError as exc:
+        return f"cannot inspect it ({exc.strerror})"
+
+
+def list_files(
+    root: str, page_size: int = 1000, on_skip: Callable[[str, str], None] | None = None
+) -> Iterator[str]:
     """Yield every file under ``root`` as a '/'-separated path relative to it, in no particular order.
 
     Streams: local folders with os.scandir, buckets page by page (``page_size`` names per request;
     S3 returns at most 1000), so millions of files are never held twice in memory. Locally,
     symlinked folders are not followed (no cycles) and symlinked files are listed. In buckets,
     "folder marker" objects (names ending in '/') are skipped.
+
+    Locally, entries that cannot be samples are skipped and ``on_skip(name, reason)`` is told (the
+    name as :func:`printable_name` shows it): a name that is not UTF-8, a FIFO, socket or device
+    (never opened), a symlink loop or a dangling link, a subfolder that cannot be listed.
     """
     if is_remote(root):
         be, bucket, key = _remote(root)
@@ -253,21 +334,47 @@ def list_files(root: str, page_size: int = 1000) -> Iterator[str]:
         return
     if not os.path.isdir(root):
         raise StorageError(f"{root}: input folder does not exist or is not a folder")
+
+    def skip(name: str, reason: str) -> None:
+        if on_skip is not None and reason:
+            on_skip(printable_name(name), reason)
+
     stack = [""]
     while stack:
         rel = stack.pop()
         path = os.path.join(root, rel) if rel else root
         try:
             it = os.scandir(path)
-        except PermissionError as exc:
-            raise StorageError(f"{path}: permission denied while listing ({exc.strerror})") from exc
+        except OSError as exc:
+            if not rel:
+                raise StorageError(f"{path}: cannot list the folder ({exc.strerror})") from exc
+            skip(rel + "/", f"cannot list this folder ({exc.strerror})")
+            continue
         with it:
             for entry in it:
                 name = f"{rel}/{entry.name}" if rel else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(name)
-                elif entry.is_file():
-                    yield name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(name)
+                        continue
+                    regular = entry.is_file()
+                except OSError as exc:
+                    skip(
+                        name,
+                        "symbolic link loop"
+                        if exc.errno == errno.ELOOP
+                        else f"cannot inspect it ({exc.strerror})",
+                    )
+                    continue
+                if not regular:
+                    skip(name, _not_a_file(entry.path, entry))
+                    continue
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    skip(name, "the file name is not valid UTF-8 (rename the file)")
+                    continue
+                yield name
 
 
 def local_path(uri: str) -> Path:
@@ -309,11 +416,70 @@ def _file_mode() -> int:
     return 0o644
 
 
+#: This machine, short, in temp-file names (a folder shared between hosts must not confuse their pids).
+HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+TEMP_PREFIX = ".tmp-"
+_TEMP_NAME = re.compile(r"\.tmp-([0-9a-f]{6})-(\d+)-")
+
+
 def _temp_beside(uri: str, parent: str) -> tuple[int, str]:
-    """A temp file beside ``uri`` (same file system: the rename is atomic), with normal permissions."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(uri)[:40], dir=parent)
+    """A temp file beside ``uri`` (same file system: the rename is atomic), with normal permissions.
+
+    Named ``.tmp-<host>-<pid>-<random>-<name>`` so that :func:`remove_stale_temps` can tell a killed
+    writer's leftover from a live writer's file.
+    """
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{TEMP_PREFIX}{HOST_TAG}-{os.getpid()}-", suffix="-" + os.path.basename(uri)[:40], dir=parent
+    )
     os.fchmod(fd, _file_mode())
     return fd, tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_writer`'s temp files (never a result)."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def remove_stale_temps(
+    folder: str, recursive: bool = False, any_owner: bool = False, skip: Iterable[str] = ()
+) -> int:
+    """Remove the temp files a killed writer left in a local ``folder``; returns how many.
+
+    A temp file of a live process on this host, or of another host, is left alone unless
+    ``any_owner`` (the caller holds the folder exclusively: nothing else writes there). ``skip``:
+    subfolders of ``folder`` not to enter. Buckets have no temp objects (every write is one PUT),
+    so this is a no-op for them.
+    """
+    if is_remote(folder) or not os.path.isdir(folder):
+        return 0
+    removed = 0
+    skipped = set(skip)
+    walk = os.walk(folder) if recursive else [(folder, [], os.listdir(folder))]
+    for dirpath, dirnames, filenames in walk:
+        if dirpath == folder:
+            dirnames[:] = [d for d in dirnames if d not in skipped]
+        for name in filenames:
+            if not is_temp_name(name):
+                continue
+            m = _TEMP_NAME.match(name)
+            if not any_owner and (m is None or m.group(1) != HOST_TAG or _pid_alive(int(m.group(2)))):
+                continue
+            try:
+                os.unlink(os.path.join(dirpath, name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 @contextmanager
@@ -335,6 +501,7 @@ def atomic_writer(uri: str, mode: str = "wb", encoding: str | None = None) -> It
                 fh.detach()  # type: ignore[attr-defined]  # keep the spool open
             size = spool.seek(0, io.SEEK_END)
             spool.seek(0)
+            crash.point(uri)
             be.write(bucket, key, spool, size, if_absent=False)  # type: ignore[arg-type]
         return
     parent = os.path.dirname(os.path.abspath(uri))
@@ -345,6 +512,7 @@ def atomic_writer(uri: str, mode: str = "wb", encoding: str | None = None) -> It
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        crash.point(uri)
         os.replace(tmp, uri)
     except BaseException:
         try:
@@ -358,6 +526,7 @@ def write_bytes(uri: str, data: bytes) -> None:
     """Write a whole object atomically (replacing any previous one)."""
     if is_remote(uri):
         be, bucket, key = _remote(uri)
+        crash.point(uri)
         be.write(bucket, key, io.BytesIO(data), len(data), if_absent=False)
         return
     with atomic_writer(uri, "wb") as fh:
@@ -378,6 +547,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     """
     if is_remote(uri):
         be, bucket, key = _remote(uri)
+        crash.point(uri)
         return be.write(bucket, key, io.BytesIO(data), len(data), if_absent=True)
     parent = os.path.dirname(os.path.abspath(uri))
     os.makedirs(parent, exist_ok=True)
@@ -387,6 +557,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        crash.point(uri)
         try:
             os.link(tmp, uri)
         except FileExistsError:
@@ -446,7 +617,10 @@ def remove_tree(uri: str) -> None:
     """Delete a file or a whole folder (every object under ``uri/`` in a bucket); absent: no-op.
 
     Not atomic: callers only remove what nothing refers to any more (an unreferenced datapool state).
+    A crash point (before anything is removed) when there is something to remove.
     """
+    if is_remote(uri) or os.path.lexists(uri):
+        crash.point(uri)
     if is_remote(uri):
         be, bucket, key = _remote(uri)
         prefix = _folder_prefix(key)

@@ -18,6 +18,7 @@ Importing this module has no side effects; lightly is imported lazily.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -481,13 +482,14 @@ class _ImageDataset(torch.utils.data.Dataset):
         return len(self.names)
 
     def _item(self, name: str, data: bytes | OSError) -> tuple[torch.Tensor, bool, str]:
+        """``(tensor, True, sha256 of the bytes decoded)`` or ``(zeros, False, why)``."""
         try:
             if isinstance(data, FileNotFoundError):
                 raise CorruptFileError(name, "file disappeared after listing")
             if isinstance(data, OSError):  # e.g. permission denied on one file
                 raise CorruptFileError(name, f"cannot read file: {data.strerror or data}")
             img = image.decode_image(data, name, self.max_pixels, reduce_to=self.reduce_to)
-            return self.transform(img), True, ""
+            return self.transform(img), True, hashlib.sha256(data).hexdigest()
         except CorruptFileError as exc:
             return torch.zeros(3, self.input_size, self.input_size), False, exc.reason
 
@@ -585,9 +587,10 @@ class _SampleStream(torch.utils.data.IterableDataset):
                     if df.frame is None:
                         yield self._failed(row, df.reason)
                         continue
+                    digest = video.pixel_hash(df.frame)  # what the check hashes: the decoded pixels
                     arr = video.to_rgb(df.frame, (self.size, self.size))
                     x = torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32).div_(255.0)
-                    yield row, (x - self.mean) / self.std, True, ""
+                    yield row, (x - self.mean) / self.std, True, digest
         except CorruptFileError as exc:
             for r in [*whole, *want.values()]:
                 yield self._failed(r, exc.reason)
@@ -624,6 +627,7 @@ class _CropStream(torch.utils.data.IterableDataset):
             self.units[-1].append(row)
             last = key
         self.padding = crops.padding_of(files)
+        self.hashes = files.columns.get("sha256") or [""] * len(files)
 
     def __iter__(self) -> Any:
         from kurate.media import crops
@@ -636,8 +640,8 @@ class _CropStream(torch.utils.data.IterableDataset):
             for row, img, reason in crops.iter_crops(self.files, rows, self.max_pixels, self.padding):
                 if img is None:
                     yield row, torch.zeros(3, self.size, self.size), False, reason
-                else:
-                    yield row, self.transform(img), True, ""
+                else:  # a crop's cache key is the list's (its image's checked hash, box and padding)
+                    yield row, self.transform(img), True, self.hashes[row]
 
 
 def _forward(model: LightlyCLIModel, dev: torch.device) -> tuple[Callable[[torch.Tensor], np.ndarray], str]:
@@ -711,13 +715,15 @@ def embed_files(
     device: str | torch.device | None = None,
     max_pixels: int = image.DEFAULT_MAX_PIXELS,
     progress: bool = True,
-    on_batch: Callable[[list[int], np.ndarray], None] | None = None,
+    on_batch: Callable[[list[int], np.ndarray, list[str]], None] | None = None,
     fast_decode: bool = False,
 ) -> EmbedResult:
     """Embed every file of ``files`` (in order) like ``lightly-embed``; undecodable files go to ``failed``.
 
-    Never shuffles or drops rows. ``on_batch(rows, embeddings)`` is called after each batch with the
-    list positions it embedded (the embedding cache writes them as they come). Shows a tqdm bar on
+    Never shuffles or drops rows. ``on_batch(rows, embeddings, digests)`` is called after each batch
+    with the list positions it embedded and the sha256 of the content each was decoded from (file
+    bytes; a video frame's pixels, as the check hashes them): the embedding cache writes them as they
+    come, keyed by what was really embedded. Shows a tqdm bar on
     stderr with the running images/s and compute efficiency (model time incl. host-to-device copy /
     total batch time incl. waiting for the loader).
     """
@@ -769,7 +775,7 @@ def embed_files(
     try:
         with torch.inference_mode():
             for batch in loader:
-                images, ok, reasons = batch[:3]
+                images, ok, reasons = batch[:3]  # a failed row's reason, an ok row's content hash
                 t1 = time.perf_counter()
                 n = int(images.shape[0])
                 rows = batch[3] if has_video else range(done, done + n)
@@ -782,7 +788,7 @@ def embed_files(
                     done_rows = [int(rows[j]) for j in np.flatnonzero(ok_np)]
                     kept.extend(done_rows)
                     if on_batch is not None:
-                        on_batch(done_rows, chunks[-1])
+                        on_batch(done_rows, chunks[-1], [reasons[j] for j in np.flatnonzero(ok_np)])
                 t2 = time.perf_counter()
                 compute_s += t2 - t1
                 done += n

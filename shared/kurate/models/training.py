@@ -386,6 +386,9 @@ class SimCLRModule(pl.LightningModule):
         self.settings = s
         self.fingerprint = fingerprint
         self.failed: dict[str, str] = {}
+        #: where training started and each finished epoch's mean loss, across resumes (in the checkpoints)
+        self.started_from = ""
+        self.losses: list[float] = []
 
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         """NT-Xent of the two views' projections; a batch of undecodable images is skipped."""
@@ -411,11 +414,19 @@ class SimCLRModule(pl.LightningModule):
             "model": dict(self.settings.model),
             "fingerprint": self.fingerprint,
             "failed": dict(self.failed),
+            "started_from": self.started_from,
+            "losses": list(self.losses),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Carry the interrupted run's skipped files over."""
-        self.failed.update((checkpoint.get("kurate") or {}).get("failed") or {})
+        """Carry the interrupted run's skipped files, start and epoch losses over.
+
+        So a resumed run reports what an uninterrupted one would.
+        """
+        k = checkpoint.get("kurate") or {}
+        self.failed.update(k.get("failed") or {})
+        self.started_from = str(k.get("started_from") or self.started_from)
+        self.losses = [float(v) for v in k.get("losses") or []]
 
 
 class _Throughput(pl.Callback):
@@ -456,6 +467,8 @@ class _Throughput(pl.Callback):
             "loss": self.loss_sum / self.images if self.images else float("nan"),
         }
         self.epochs.append(rec)
+        if isinstance(getattr(pl_module, "losses", None), list):
+            pl_module.losses.append(rec["loss"])
         logger.info(
             "epoch %d/%d: loss %.4f, %.1f images/s (%d images in %.1f s)",
             rec["epoch"] + 1,
@@ -549,8 +562,7 @@ def _clear_checkpoints(directory: str, stale_only: bool = False) -> None:
     for name in os.listdir(directory):
         tmp = name.startswith(".tmp-") and _ours(name.rsplit("-", 1)[-1])
         if tmp or (not stale_only and _ours(name)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(directory, name))
+            storage.remove_tree(os.path.join(directory, name))  # a crash point, like every durable change
 
 
 @contextlib.contextmanager
@@ -591,6 +603,7 @@ class TrainResult:
     device: str
     precision: str
     seconds: float
+    losses: list[float] = field(default_factory=list)  # every epoch's mean loss, earlier attempts too
 
     @property
     def images_per_second(self) -> float:
@@ -601,7 +614,9 @@ class TrainResult:
 
     @property
     def final_loss(self) -> float:
-        """Mean loss of the last epoch trained in this call (nan if none)."""
+        """Mean loss of the last epoch trained (by this call or, resumed, an earlier one; nan if none)."""
+        if self.losses:
+            return float(self.losses[-1])
         return float(self.epochs[-1]["loss"]) if self.epochs else float("nan")
 
 
@@ -660,6 +675,7 @@ def train(
         else:
             model, source = _start_model(s)
         module = SimCLRModule(model, s, fingerprint)
+        module.started_from = source  # a resumed fit reads the first attempt's from the checkpoint
         workers = embedding.resolve_num_workers(s.num_workers)
         sources = stack.enter_context(
             _frames_on_disk(files, int(s.collate.get("input_size", 64)), s.max_pixels)
@@ -730,10 +746,11 @@ def train(
         )
     return TrainResult(
         model=model,
-        start_source=source,
+        start_source=module.started_from or source,
         start_epoch=start_epoch,
         max_epochs=s.max_epochs,
         epochs=throughput.epochs,
+        losses=list(module.losses),
         failed=failed,
         device=str(trainer_kwargs["accelerator"]),
         precision=str(trainer_kwargs["precision"]),

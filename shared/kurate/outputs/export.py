@@ -80,6 +80,31 @@ def dumped_name(name: str, fmt: str) -> str:
     return f"{stem}.{ext}"
 
 
+def dump_targets(names: Sequence[str], fmt: str) -> dict[str, str]:
+    """Where each selected sample is dumped: distinct names by construction, whatever the names are.
+
+    A name already in ``fmt`` keeps its name; the others get their name with ``fmt``'s extension
+    (Lightly's layout: ``a.jpg`` → ``a.png``) unless that is taken (by ``a.png`` itself, or by another
+    converted name), then ``a.jpg.png``, then ``a.jpg-2.png``, ... Decided in sorted order, so the
+    same names always give the same targets; each target stays in its sample's folder.
+    """
+    fmt = fmt.lower()
+    ext = FORMAT_EXT.get(fmt, fmt)
+    wanted = {n: dumped_name(n, fmt) for n in names}
+    out = {n: n for n in names if wanted[n] == n}
+    used = set(out.values())
+    for n in sorted(set(names) - set(out)):
+        candidates = [wanted[n], f"{n}.{ext}"]
+        k = 2
+        while candidates[-1] in used:
+            candidates.append(f"{n}-{k}.{ext}")
+            k += 1
+        target = next(c for c in candidates if c not in used)
+        out[n] = target
+        used.add(target)
+    return out
+
+
 def dump_samples(
     root: str,
     names: Sequence[str],
@@ -96,9 +121,8 @@ def dump_samples(
     """
     fmt = fmt.lower()
     frames = frames or {}
-    targets = [dumped_name(n, fmt) for n in names]
-    if len(set(targets)) != len(targets):  # e.g. a.jpg and a.png both → a.png: keep full names
-        targets = [n if dumped_name(n, fmt) == n else f"{n}.{FORMAT_EXT.get(fmt, fmt)}" for n in names]
+    where = dump_targets(names, fmt)
+    targets = [where[n] for n in names]
 
     def save(img: Any, target: str) -> None:
         buf = io.BytesIO()
@@ -260,6 +284,8 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
             "other_extensions": inputs.files.extra.get("ignored_other_extensions", 0),
             "names_with_newline": inputs.files.extra.get("skipped_names", []),
             "relevant_filenames_missing": inputs.files.extra.get("relevant_missing_count", 0),
+            # odd entries of the input, skipped: a name that is not UTF-8, a FIFO, a symlink loop, ...
+            "entries": [{"name": n, "reason": r} for n, r in inputs.files.extra.get("skipped_entries", [])],
         },
         "selection": {
             "method": sel_extra.get("method"),
@@ -291,6 +317,10 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
     lists = run_report.Lists(sorted(corrupt_rows), duplicate_names, removed, sampled)
     report.update(run_report.build(run_dir, inputs, config, report, lists))
     storage.write_text(storage.join(run_dir, REPORT_JSON), json.dumps(report, indent=2, default=str))
+    if pool_report.get("updated"):  # keep_history=False: the replaced state goes once the run is complete
+        from kurate.pool import datapool
+
+        datapool.drop_superseded(str(pool_report["location"]), int(pool_report["version"]))
     log.info("wrote outputs to %s", run_dir)
     return report
 
@@ -342,20 +372,28 @@ def update_datapool(
     sha = dict(
         zip(inputs.clean.names, inputs.clean.columns.get("sha256") or [""] * len(inputs.clean), strict=True)
     )
-    result = datapool.commit(
-        loc,
-        base,
-        list(sampled),
-        np.asarray(inputs.embeddings, dtype=np.float32)[rows],
-        [sha.get(n, "") for n in sampled],
-        datapool.model_description(inputs.emb_meta),
-        processed=[(n, sha.get(n, "")) for n in inputs.emb_names if sha.get(n)],
-        run_id=str(dp.get("run_id") or "run"),
-        keep_history=bool(dp.get("keep_history", True)),
-        checkpoint=str(dp.get("checkpoint") or ""),
-        trained=bool(dp.get("trained")),
-        weak_labels=weak_labels,
-    )
+    committed = int(dp.get("committed_version") or 0)
+    head = datapool.read_head(loc, committed) if committed else None
+    if head is not None:  # killed after its commit: finish what follows it, commit nothing twice
+        result = datapool.roll_forward(
+            loc, head, checkpoint=str(dp.get("checkpoint") or ""), trained=bool(dp.get("trained"))
+        )
+    else:
+        result = datapool.commit(
+            loc,
+            base,
+            list(sampled),
+            np.asarray(inputs.embeddings, dtype=np.float32)[rows],
+            [sha.get(n, "") for n in sampled],
+            datapool.model_description(inputs.emb_meta),
+            processed=[(n, sha.get(n, "")) for n in inputs.emb_names if sha.get(n)],
+            run_id=str(dp.get("run_id") or "run"),
+            run_token=str(dp.get("run_token") or ""),
+            keep_history=bool(dp.get("keep_history", True)),
+            checkpoint=str(dp.get("checkpoint") or ""),
+            trained=bool(dp.get("trained")),
+            weak_labels=weak_labels,
+        )
     section.update(
         version=result.version,
         entries=result.entries,

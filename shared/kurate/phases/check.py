@@ -16,6 +16,7 @@ from kurate.pool import datapool
 log = logging.getLogger("kurate.check")
 
 
+@_entry.reported("check")
 @timed("check", "clean_out", "corrupt_out", "duplicates_out")
 def run_check(
     files_in: str, clean_out: str, corrupt_out: str, duplicates_out: str, config: dict[str, Any]

@@ -133,9 +133,15 @@ def _compute(
     sub = files.subset(todo)
     writer = cache.writer() if cache is not None and todo else None
 
-    def on_batch(rows: list[int], feats: np.ndarray) -> None:
+    changed: list[str] = []
+
+    def on_batch(rows: list[int], feats: np.ndarray, digests: list[str]) -> None:
+        # keyed by the bytes embed decoded: a file replaced since the check must not poison the cache
+        for r, d in zip(rows, digests, strict=True):
+            if hashes[todo[r]] and d != hashes[todo[r]]:
+                changed.append(files.names[todo[r]])
         if writer is not None:
-            writer.add([hashes[todo[r]] for r in rows], feats)
+            writer.add(digests, feats)
 
     result = None
     if todo:
@@ -157,6 +163,12 @@ def _compute(
         )
         if writer is not None:
             writer.flush()
+        if changed:
+            log.warning(
+                "%d file(s) changed between the check and embedding (embedded as they are now), e.g. %s",
+                len(changed),
+                changed[:3],
+            )
     if result is not None:
         source = result.weights_source
     else:  # everything came from the cache: name the weights exactly as embedding would have
@@ -200,6 +212,7 @@ def _compute(
     return names, x, meta
 
 
+@_entry.reported("embed")
 @timed("embed", "embeddings_out")
 def run_embed(
     clean_in: str,

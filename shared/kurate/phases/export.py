@@ -14,6 +14,7 @@ from kurate.phases import _entry
 INPUTS = ["files_in", "clean_in", "corrupt_in", "duplicates_in", "embeddings_in", "selection_in"]
 
 
+@_entry.reported("export")
 def run_export(
     files_in: str,
     clean_in: str,

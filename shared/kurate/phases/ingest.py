@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kurate.errors import ConfigError, KurateError
+from kurate.errors import ConfigError, KurateError, describe
 from kurate.io import filelist, storage
 from kurate.io.names import unsafe_reason
 from kurate.io.timing import timed
@@ -26,25 +27,48 @@ from kurate.phases import _entry
 log = logging.getLogger("kurate.ingest")
 
 
-def _normalise_relevant(line: str) -> str:
-    name = line.replace("\\", "/").strip()
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def _relevant_name(line: str) -> str:
+    """One entry of ``relevant_filenames_file``, exactly as written (see :func:`read_relevant_filenames`)."""
+    name = line
+    while name.startswith("./"):
+        name = name[2:]
+    if name.startswith("/") or _DRIVE.match(name):
         raise ConfigError(
             "relevant_filenames_file", f"entry {line!r} is an absolute path; entries are relative"
         )
     norm = posixpath.normpath(name)
     if norm == ".." or norm.startswith("../"):
         raise ConfigError("relevant_filenames_file", f"entry {line!r} escapes the input directory")
-    return norm
+    return name
 
 
 def read_relevant_filenames(uri: str) -> set[str]:
-    """The names listed in a relevant-filenames file (blank lines ignored)."""
+    """The names listed in a relevant-filenames file.
+
+    Format: UTF-8 text, one name per line exactly as kurate lists it (relative to ``input_dir``, '/'
+    between folders). Only the line ending (LF or CRLF) and a leading ``./`` are not part of the
+    name; spaces and backslashes are (a name may start or end with a space). Empty lines are
+    skipped. An absolute entry, or one that climbs out of the input, is an error.
+    """
     try:
         text = storage.read_text(uri)
     except FileNotFoundError:
         raise ConfigError("relevant_filenames_file", f"{uri} does not exist") from None
-    return {_normalise_relevant(line) for line in text.splitlines() if line.strip()}
+    except OSError as exc:  # a folder, unreadable, not a regular file
+        raise ConfigError("relevant_filenames_file", f"cannot read it ({describe(exc)[0]})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "relevant_filenames_file", f"{uri} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+    return {_relevant_name(line) for line in lines if line}
+
+
+#: Why a listed name is skipped: it holds a line break (the lists are one name per line).
+LINE_BREAK = "the name contains a line break"
 
 
 def list_input(
@@ -58,11 +82,24 @@ def list_input(
     names: list[str] = []
     other = 0
     skipped: list[str] = []
-    for name in storage.list_files(input_dir):
+    odd: dict[str, str] = {}  # entries that cannot be samples: shown name -> why
+
+    def is_media(name: str) -> bool:
         ext = formats.extension(name)
-        if ext in formats.IMAGE_EXTENSIONS or ext in formats.VIDEO_EXTENSIONS:
+        return ext in formats.IMAGE_EXTENSIONS or ext in formats.VIDEO_EXTENSIONS
+
+    def on_skip(name: str, reason: str) -> None:
+        if name.endswith("/") or is_media(name):  # a folder may hold samples; a media name was one
+            odd[name] = reason
+        else:
+            nonlocal other
+            other += 1
+
+    for name in storage.list_files(input_dir, on_skip=on_skip):
+        if is_media(name):
             if "\n" in name or "\r" in name:
                 skipped.append(name)
+                odd[storage.printable_name(name)] = LINE_BREAK
                 continue
             names.append(name)
         else:
@@ -80,12 +117,10 @@ def list_input(
                 len(missing),
                 missing[:3],
             )
-    if skipped:
-        log.warning(
-            "skipped %d file(s) whose name contains a newline: %s",
-            len(skipped),
-            [repr(s) for s in skipped[:5]],
-        )
+    for name, reason in sorted(odd.items())[:20]:
+        log.warning("skipped %s: %s", name, reason)
+    if len(odd) > 20:
+        log.warning("skipped %d more odd entries (all listed in report.json, ignored.entries)", len(odd) - 20)
     # Object keys are untrusted: a name that is not a clean relative path is listed (check reports it
     # as corrupt with its reason) but never opened, here or anywhere (kurate.io.names).
     unsafe = [n for n in names if unsafe_reason(n)]
@@ -101,6 +136,7 @@ def list_input(
     extra: dict[str, Any] = {
         "ignored_other_extensions": other,
         "skipped_names": [repr(s) for s in skipped],
+        "skipped_entries": [[name, reason] for name, reason in sorted(odd.items())],
         "unsafe_names": len(unsafe),
         "relevant_missing": missing[:100],
         "relevant_missing_count": len(missing),
@@ -175,6 +211,7 @@ def _expand_videos(
     return filelist.FileList(root=root, names=out, columns=cols, extra=extra)
 
 
+@_entry.reported("ingest")
 @timed("ingest", "files_out")
 def run_ingest(files_out: str, config: dict[str, Any]) -> dict[str, Any]:
     """Phase function: list the input and write the file-list artifact to ``files_out``."""

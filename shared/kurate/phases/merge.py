@@ -16,6 +16,7 @@ from kurate.io import embeddings_io, sharding, storage
 from kurate.phases import _entry
 
 
+@_entry.reported("merge")
 def run_merge(shards_in: Sequence[str], embeddings_out: str) -> dict[str, Any]:
     """Phase function: merge the shards found at ``shards_in`` (shard folders or folders of shards)."""
     paths: list[str] = []

@@ -21,6 +21,7 @@ from kurate.phases import _entry
 log = logging.getLogger("kurate.models.pretag")
 
 
+@_entry.reported("pretag")
 @timed("pretag", "predictions_out")
 def run_pretag(clean_in: str, predictions_out: str, config: dict[str, Any]) -> dict[str, Any]:
     """Phase function: write the predictions of the samples of ``clean_in`` into ``predictions_out``.

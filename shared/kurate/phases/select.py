@@ -29,6 +29,7 @@ from kurate.selection import requirements, runner, scorer, sequences
 log = logging.getLogger("kurate.selection.coreset")
 
 
+@_entry.reported("select")
 @timed("select", "selection_out")
 def run_select(
     embeddings_in: str,

@@ -23,6 +23,7 @@ from kurate.phases import _entry
 log = logging.getLogger("kurate.train")
 
 
+@_entry.reported("train")
 def run_train(clean_in: str, model_out: str, config: dict[str, Any]) -> dict[str, Any]:
     """Phase function: train on the clean list into ``model_out`` (or write the 'not trained' marker)."""
     if not config.get("enable_training"):

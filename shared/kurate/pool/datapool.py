@@ -24,7 +24,16 @@ name (nothing refers to it yet), then creates ``versions/<v+1>.json`` with
 ``ifGenerationMatch=0``): of two runs that read ``v``, exactly one creates it; the other sees the
 precondition fail, removes its unreferenced folder and stops with :class:`DatapoolConflictError`.
 Readers only follow pointers, so a half-written state is never visible; a rerun reads ``v+1`` and
-succeeds. ``keep_history=False`` removes the previous state folder after a successful commit.
+succeeds.
+
+**What follows a commit rolls forward.** The pointer records the committing run (``run_token``, the
+run folder's token, :mod:`kurate.io.runfolder`): a rerun of a run killed after its commit finds it
+(:func:`find_commit`), selects against the same base state again, and :func:`roll_forward` finishes
+the derived files instead of committing twice. ``keep_history=False`` removes the previous state only
+once the run is complete (:func:`drop_superseded`; the rerun of a killed run still needs it); the next
+commit catches up if that never happened. A state folder no version points to (a commit killed
+before its pointer) is removed by the next commit that reaches its version; the temp files of dead
+writers go at the same time.
 """
 
 from __future__ import annotations
@@ -302,6 +311,7 @@ def commit(
     *,
     processed: Sequence[tuple[str, str]] = (),
     run_id: str,
+    run_token: str = "",
     keep_history: bool = True,
     checkpoint: str = "",
     trained: bool = False,
@@ -315,6 +325,9 @@ def commit(
     the model the embeddings come from; ``trained``: this run trained it (it is also copied to
     ``checkpoint_latest.ckpt``). ``weak_labels`` (:func:`kurate.models.pretag.weak_labels` of ``names``,
     append_weak_labels) are stored with the entries; entries kept from the previous state keep theirs.
+
+    ``run_token`` identifies the run across its resumes (:func:`find_commit`); ``keep_history=False``
+    is recorded and carried out by :func:`drop_superseded` once the run is complete.
 
     Raises :class:`DatapoolConflictError` if another run committed since ``base_version`` was read
     (checked first, and enforced by the exclusive create of the pointer).
@@ -353,6 +366,7 @@ def commit(
         "version": version,
         "base_version": base_version,
         "run_id": run_id,
+        "run_token": run_token,
         "time_utc": stamp,
         "added": len(names) - replaced,
         "replaced": replaced,
@@ -370,10 +384,16 @@ def commit(
     pointer = {
         "format": FORMAT,
         "version": version,
+        "base_version": base_version,
         "state": rel,
         "run_id": run_id,
+        "run_token": run_token,
+        "created": time.time(),
         "time_utc": stamp,
+        "keep_history": bool(keep_history),
         "entries": len(all_names),
+        "added": len(names) - replaced,
+        "replaced": replaced,
         "processed": len(seen),
         "dim": int(x.shape[1]),
         "model_description": description,
@@ -387,9 +407,91 @@ def commit(
     _after_commit(loc, version, state, description, checkpoint)
     if trained and checkpoint:
         _copy(checkpoint, storage.join(loc, LATEST_CHECKPOINT))
-    if base is not None and not keep_history:
-        storage.remove_tree(base.state)
+    _tidy(loc, version)
     return CommitResult(version, state, len(all_names), len(names) - replaced, replaced)
+
+
+def find_commit(loc: str, run_token: str, not_before: float = 0.0) -> Head | None:
+    """The version the run ``run_token`` committed, or None.
+
+    Looks back from the latest version while pointers are not older than ``not_before`` (the run's
+    start: a run cannot have committed before it started), so it reads a handful of pointers.
+    """
+    if not run_token:
+        return None
+    for v in range(latest_version(loc), 0, -1):
+        head = read_head(loc, v)
+        if head is None:
+            return None
+        if head.pointer.get("run_token") == run_token:
+            return head
+        created = head.pointer.get("created")
+        if not isinstance(created, int | float) or created < not_before:
+            return None
+    return None
+
+
+def roll_forward(loc: str, head: Head, checkpoint: str = "", trained: bool = False) -> CommitResult:
+    """Finish what follows the commit ``head`` (the derived files), as :func:`commit` would have."""
+    p = head.pointer
+    for folder in (loc, storage.join(loc, VERSIONS), storage.join(loc, MODEL_DIR)):
+        storage.remove_stale_temps(folder)  # what the killed attempt was writing
+    log.info(
+        "datapool %s: version %d was committed by this run; finishing its derived files", loc, head.version
+    )
+    _after_commit(loc, head.version, head.state, dict(p.get("model_description") or {}), checkpoint)
+    if trained and checkpoint:
+        _copy(checkpoint, storage.join(loc, LATEST_CHECKPOINT))
+    return CommitResult(
+        head.version, head.state, int(p["entries"]), int(p.get("added", 0)), int(p.get("replaced", 0))
+    )
+
+
+def drop_superseded(loc: str, version: int) -> None:
+    """``keep_history=False``: remove the state that ``version`` replaced (once its run is complete)."""
+    head = read_head(loc, version)
+    if head is None or head.pointer.get("keep_history", True):
+        return
+    base_version = int(head.pointer.get("base_version") or 0)
+    if base_version <= 0:
+        return
+    base = read_head(loc, base_version)
+    if base is not None and base.state != head.state and storage.exists(base.state):
+        storage.remove_tree(base.state)
+
+
+def _tidy(loc: str, latest: int) -> None:
+    """After a commit (of ``latest``): remove what killed commits and runs left behind.
+
+    - a state folder of a version ``<= latest`` that its version's pointer does not name (its commit
+      was killed before the pointer, or lost the race); a folder of a later version may be another
+      run's commit in progress and is left alone;
+    - the state the previous version superseded, if that run asked for ``keep_history=False`` and
+      was killed before :func:`drop_superseded` (this commit's own is dropped when its run is done);
+    - temp files of writers that are gone.
+    """
+    for folder in (loc, storage.join(loc, VERSIONS), storage.join(loc, MODEL_DIR)):
+        storage.remove_stale_temps(folder)
+    if latest <= 0:
+        return
+    by_version: dict[int, set[str]] = {}
+    hist = storage.join(loc, HISTORY)
+    if storage.is_remote(hist) or storage.local_path(hist).is_dir():
+        for rel in storage.list_files(hist):
+            folder = rel.split("/", 1)[0]
+            m = re.match(r"(\d{8})_", folder)
+            if m and "/" in rel:
+                by_version.setdefault(int(m.group(1)), set()).add(folder)
+    for v, folders in sorted(by_version.items()):
+        if v > latest or len(folders) < 2 and v != latest:
+            continue
+        head = read_head(loc, v)
+        named = head.state.rstrip("/").rsplit("/", 1)[-1] if head is not None else ""
+        for folder in sorted(folders - {named}):
+            log.info("datapool %s: removing %s (no version points to it)", loc, folder)
+            storage.remove_tree(storage.join(hist, folder))
+    if latest > 1:
+        drop_superseded(loc, latest - 1)
 
 
 def model_checkpoint(loc: str) -> str:

@@ -80,22 +80,37 @@ class EmbeddingCache:
         self.chunks = storage.join(self.dir, "chunks")
 
     def load(self, wanted: Iterable[str]) -> dict[str, np.ndarray]:
-        """Hash → embedding for every wanted hash found in the cache (chunks read in parallel)."""
+        """Hash → embedding for every wanted hash found in the cache (chunks read in parallel).
+
+        A damaged chunk (truncated, empty, not an npz of this layout) is reported, removed and
+        ignored: its rows are embedded again and cached in a new chunk. Temp files of killed writers
+        are never read, and removed.
+        """
         want = {h for h in wanted if h}
         if not want:
             return {}
         if not storage.is_remote(self.chunks) and not os.path.isdir(self.chunks):
             return {}
-        uris = [storage.join(self.chunks, n) for n in storage.list_files(self.chunks) if n.endswith(".npz")]
+        storage.remove_stale_temps(self.chunks)
+        uris = [
+            storage.join(self.chunks, n)
+            for n in storage.list_files(self.chunks)
+            if n.endswith(".npz") and not storage.is_temp_name(n)
+        ]
         found: dict[str, np.ndarray] = {}
         for uri, data in storage.read_many(uris, max(4, storage.read_threads(self.chunks))):
             if isinstance(data, OSError):
                 continue
             try:
-                with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                    hashes, x = z["sha256"], z["embeddings"]
-            except (ValueError, KeyError, OSError) as exc:  # a foreign or damaged file: ignore it
-                log.warning("ignoring unreadable embedding-cache chunk %s (%s)", uri, exc)
+                hashes, x = _read_chunk(data)
+            except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, zlib, npy)
+                log.warning(
+                    "embedding-cache chunk %s is damaged (%s: %s); removed, its rows are embedded again",
+                    uri,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
+                storage.remove_tree(uri)
                 continue
             for i in np.flatnonzero(np.isin(hashes, list(want - found.keys()))):
                 found[str(hashes[i])] = np.asarray(x[i], dtype=np.float32)
@@ -110,6 +125,15 @@ class EmbeddingCache:
                 storage.join(self.dir, "key.json"), json.dumps(self.key, indent=1, sort_keys=True).encode()
             )
         return CacheWriter(self.chunks)
+
+
+def _read_chunk(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's hashes (N) and embeddings (N×d); ValueError unless it is exactly that."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        hashes, x = z["sha256"], z["embeddings"]
+    if hashes.ndim != 1 or x.ndim != 2 or len(hashes) != len(x) or not np.all(np.isfinite(x)):
+        raise ValueError(f"arrays of shapes {hashes.shape} and {x.shape}")
+    return hashes, x
 
 
 class CacheWriter:
