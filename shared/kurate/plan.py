@@ -108,7 +108,9 @@ def claim_run(plan: RunPlan, now: float | None = None) -> runfolder.Claim:
     A timestamp folder is picked here (never one another run took); a named one is locked, and a
     resumed one must have been started with the same settings (:data:`RESUMABLE_CHANGES` aside).
     """
-    return runfolder.claim(plan.output_dir, plan.run_name, plan.settings, now, may_change=RESUMABLE_CHANGES)
+    claim = runfolder.claim(plan.output_dir, plan.run_name, plan.settings, now, may_change=RESUMABLE_CHANGES)
+    runfolder.sweep_finished(plan.output_dir)  # finished runs killed in their last steps
+    return claim
 
 
 def finish_complete_run(run_dir: str) -> None:

@@ -229,13 +229,58 @@ def _clean_leftovers(run_dir: str) -> None:
         storage.remove_stale_temps(storage.join(run_dir, META_DIR))
 
 
+def _is_output(rel: str) -> bool:
+    """Whether ``rel`` (a file under a run folder) is something a run may not silently share.
+
+    The record/lock folder and ``.work`` are a claim's own; a write probe's object
+    (``.kurate-probe-*``) can be left in a bucket that refuses deletes.
+    """
+    first = rel.split("/", 1)[0]
+    return first not in _UNRECORDED_OK and not rel.rsplit("/", 1)[-1].startswith(storage.PROBE_PREFIX)
+
+
 def _has_outputs(run_dir: str) -> bool:
-    if storage.is_remote(run_dir):
-        return any(not rel.startswith(_UNRECORDED_OK) for rel in storage.list_files(run_dir))
+    """Whether ``run_dir`` holds any file (empty folders, e.g. made by the write probe, do not count)."""
+    if not storage.is_remote(run_dir) and not os.path.isdir(run_dir):
+        return False
+    odd: list[str] = []  # an entry the listing skips (a FIFO, an odd name) is not ours either
     try:
-        return any(e not in _UNRECORDED_OK for e in os.listdir(run_dir))
+        return any(
+            _is_output(rel) for rel in storage.list_files(run_dir, on_skip=lambda n, r: odd.append(n))
+        ) or bool(odd)
     except FileNotFoundError:
         return False
+
+
+def sweep_finished(output_dir: str) -> int:
+    """Remove what a kill after its ``report.json`` left in a finished run folder of a local ``output_dir``.
+
+    Such a folder is never resumed (complete), so nothing will write there again: its ``.work`` and a
+    lock whose owner is gone go. Run at every claim, so the leftover lasts until the next run at the
+    latest. Returns how many folders were tidied.
+    """
+    if storage.is_remote(output_dir) or not os.path.isdir(output_dir):
+        return 0
+    tidied = 0
+    with os.scandir(output_dir) as it:
+        for entry in it:
+            try:
+                if not entry.is_dir(follow_symlinks=False) or not os.path.exists(
+                    os.path.join(entry.path, "report.json")
+                ):
+                    continue
+            except OSError:
+                continue
+            work = os.path.join(entry.path, WORK_DIR)
+            lock = _read_json(os.path.join(entry.path, LOCK))
+            if lock and owner_is_live(lock):
+                continue  # its run is just finishing: it removes them itself
+            if os.path.lexists(work):
+                storage.remove_tree(work)
+                tidied += 1
+            if lock is not None:
+                storage.remove_tree(os.path.join(entry.path, LOCK))
+    return tidied
 
 
 def claim(

@@ -205,3 +205,43 @@ def test_a_folder_with_outputs_but_no_run_record_is_not_resumed_blindly(tmp_path
     assert err.value.key == "run_directory"
     (tmp_path / "empty").mkdir()  # an empty folder (killed before its record was written): fine
     runfolder.claim(str(tmp_path), "empty", SETTINGS).release()
+
+
+def test_a_finished_run_killed_in_its_last_steps_is_tidied_by_the_next_claim(tmp_path):
+    """Killed after report.json (a timestamp run: never claimed again): the next run in output_dir tidies it."""
+    old = tmp_path / "2026-01-01_00-00-00"
+    (old / ".work" / "kfp").mkdir(parents=True)
+    (old / "report.json").write_text("{}")
+    (old / ".kurate").mkdir()
+    (old / runfolder.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
+    busy = tmp_path / "2026-01-01_00-00-01"  # finished, but its command is still tidying up itself
+    (busy / ".work").mkdir(parents=True)
+    (busy / "report.json").write_text("{}")
+    (busy / ".kurate").mkdir()
+    (busy / runfolder.LOCK).write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": runfolder._pid_start(os.getpid())}
+        )
+    )
+    unfinished = tmp_path / "2026-01-01_00-00-02"  # resumable: left alone
+    (unfinished / ".work").mkdir(parents=True)
+    assert runfolder.sweep_finished(str(tmp_path)) == 1
+    assert not (old / ".work").exists() and not (old / runfolder.LOCK).exists()
+    assert (busy / ".work").exists() and (unfinished / ".work").exists()
+
+
+def test_empty_folders_and_write_probe_objects_are_not_outputs_of_another_program(tmp_path):
+    """The start-time write probe may leave an empty folder (or, in a bucket refusing deletes, its
+    object): the claim takes such a folder; a real file or an odd entry (a FIFO) is refused."""
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / f"{storage.PROBE_PREFIX}0123abcd").write_bytes(b"")
+    runfolder.claim(str(tmp_path), "r", SETTINGS).release()
+    (tmp_path / "f").mkdir()
+    os.mkfifo(tmp_path / "f" / "pipe")
+    with pytest.raises(ConfigError, match="did not record"):
+        runfolder.claim(str(tmp_path), "f", SETTINGS)
+    (tmp_path / "g" / "sub").mkdir(parents=True)
+    (tmp_path / "g" / "sub" / "x.txt").write_text("x")
+    with pytest.raises(ConfigError, match="did not record"):
+        runfolder.claim(str(tmp_path), "g", SETTINGS)
