@@ -89,8 +89,8 @@ def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> 
     ``embed_shards`` > 1 runs the sharded embedding (ParallelFor + merge) exactly as a cluster does,
     the shards one after another.
 
-    kfp.local's scratch (pipeline_root) is the run's own ``.work`` folder, removed after success
-    unless ``keep_work``; its workspace_root (which kfp.local deletes) is left to kfp's own temp dir.
+    kfp.local's scratch (pipeline_root) is the run's own ``.work`` folder, removed when the run ends
+    (failed too) unless ``keep_work``; its workspace_root and the tasks' ``$TMPDIR`` are inside it.
     kfp.local handles only local artifact paths, so when the run directory is in a bucket
     (``plan.work_dir`` empty) the scratch is a local temporary folder instead: the artifacts between
     phases stay on this machine, the input is read from and the outputs written to the buckets.
@@ -103,17 +103,21 @@ def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> 
     os.makedirs(work_dir, exist_ok=True)
     if not plan.work_dir:
         log.info("intermediate artifacts in %s (the outputs go to %s)", work_dir, plan.run_dir)
-    with _task_environment(work_dir) as record, warnings.catch_warnings():
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=work_dir, raise_on_error=True)
-        # The components name their cluster images; locally they run in this environment on purpose.
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
-        try:
-            build_pipeline(target="local")(**pipeline_arguments(plan, embed_shards))
-        except RuntimeError as exc:  # kfp.local: a task failed; its phase left the error record
-            raise task_failure(record, exc) from None
-    if not keep_work:
-        if plan.work_dir:
-            storage.remove_tree(work_dir)  # inside the run folder: a crash point like every durable change
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        with _task_environment(work_dir) as record, warnings.catch_warnings():
+            local.init(
+                runner=local.SubprocessRunner(use_venv=False), pipeline_root=work_dir, raise_on_error=True
+            )
+            # The components name their cluster images; locally they run in this environment on purpose.
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+            warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+            try:
+                build_pipeline(target="local")(**pipeline_arguments(plan, embed_shards))
+            except RuntimeError as exc:  # kfp.local: a task failed; its phase left the error record
+                raise task_failure(record, exc) from None
+    finally:  # failed too: kfp.local never reuses an earlier attempt's artifacts, so nothing is lost
+        if not keep_work:
+            if plan.work_dir:  # inside the run folder: a crash point like every durable change
+                storage.remove_tree(work_dir)
+            else:
+                shutil.rmtree(work_dir, ignore_errors=True)
