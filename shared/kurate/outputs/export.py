@@ -245,6 +245,12 @@ def export_run(run_dir: str, inputs: RunInputs, config: dict[str, Any]) -> dict[
         log.warning(note)
         notes.append(note)
     if config.get("dump_dataset", False) or _upload_without_datapool(config):
+        fmt = str(config.get("output_image_format", "png")).lower()
+        for name, target in sorted(dump_targets(sampled, fmt).items()):
+            if target != dumped_name(name, fmt):  # its plain name is another selected sample's
+                note = f"dumped {name} as data/sampled/{target} ({dumped_name(name, fmt)} is another sample)"
+                log.warning(note)
+                notes.append(note)
         dump_failed = dump_samples(
             inputs.files.root,
             sampled,

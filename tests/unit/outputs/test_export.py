@@ -148,3 +148,27 @@ def test_upload_dataset_off_writes_no_samples(tmp_path):
     report = export.export_run(str(tmp_path / "run"), _inputs(tmp_path / "in"), {})
     assert not (tmp_path / "run" / "data" / "sampled").exists()
     assert not any("upload_dataset" in w for w in report["warnings"])
+
+
+def test_a_dumped_name_moved_aside_by_a_collision_is_a_report_warning(tmp_path):
+    """a.jpg and a.png both selected: a.jpg cannot be a.png (the other sample's); the report says where it went."""
+    root = tmp_path / "in"
+    root.mkdir()
+    names = ["a.jpg", "a.png", "b.png"]
+    for k, n in enumerate(names):
+        draw_image(k, size=24).save(root / n, format="JPEG" if n.endswith(".jpg") else "PNG")
+    files = FileList(root=str(root), names=names, extra={"input_count": 3})
+    inputs = RunInputs(
+        files=files,
+        clean=FileList(root=str(root), names=names),
+        corrupt=FileList(root=str(root), names=[], columns={"reason": []}),
+        duplicates=FileList(root=str(root), names=[], columns={"duplicate_of": []}),
+        selection=FileList(root=str(root), names=names, extra={"normalized": True, "method": "coreset"}),
+        emb_names=names,
+        embeddings=np.eye(3, dtype=np.float32),
+        emb_meta={"failed": []},
+    )
+    report = export.export_run(str(tmp_path / "run"), inputs, {"dump_dataset": True})
+    dumped = sorted(p.name for p in (tmp_path / "run" / "data" / "sampled").iterdir())
+    assert dumped == ["a.jpg.png", "a.png", "b.png"]
+    assert report["warnings"] == ["dumped a.jpg as data/sampled/a.jpg.png (a.png is another sample)"]
