@@ -119,7 +119,12 @@ class EmbeddingCache:
         return found
 
     def writer(self) -> CacheWriter:
-        """A writer that flushes new embeddings to chunks as they come."""
+        """A writer that flushes new embeddings to chunks as they come.
+
+        ``key.json`` is created exclusively (a temp file linked into place): a writer killed before
+        the link left that temp file, which goes here.
+        """
+        storage.remove_stale_temps(self.dir)
         if not storage.exists(storage.join(self.dir, "key.json")):
             storage.create_exclusive(
                 storage.join(self.dir, "key.json"), json.dumps(self.key, indent=1, sort_keys=True).encode()

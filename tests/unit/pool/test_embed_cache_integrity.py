@@ -113,3 +113,22 @@ def test_a_file_replaced_between_check_and_embed_does_not_poison_the_cache(tmp_p
     # img1's own embedding (to float rounding: other batches), not img3's as a poisoned cache would give
     np.testing.assert_allclose(cached[i], fresh[i], rtol=1e-4, atol=1e-6)
     assert np.abs(fresh[i] - fresh[names.index("img3.png")]).max() > 1e-2
+
+
+def test_a_writer_killed_while_creating_key_json_leaves_no_temp_file(tmp_path):
+    """key.json is linked into place from a temp file; the temp of a writer killed before the link goes."""
+    import subprocess
+    import sys
+
+    from kurate.io import storage
+
+    cache = embed_cache.EmbeddingCache(str(tmp_path), {"model": "m"})
+    folder = tmp_path / embed_cache.key_id({"model": "m"})
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    pid = int(dead.stdout)
+    stale = folder / f".tmp-{storage.HOST_TAG}-{pid}-abcd1234-key.json"
+    stale.write_text("{")
+    cache.writer()
+    assert not stale.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["key.json"]
