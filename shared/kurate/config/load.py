@@ -93,6 +93,7 @@ NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
     "lightly.crop_padding": (0, 10, "a number in [0, 10]"),
     "lightly.collate.kernel_size": (0, 1000, "null or a number in [0, 1000] (accepted, unused)"),
     "lightly.seed": (0, 2**32 - 1, "an int in [0, 2^32 - 1]"),
+    "object_level.padding": (0, 10, "a number from 0 to 10 (relative to the box size)"),
 }
 
 #: A Lightly config has a few hundred YAML nodes; aliases can make a small file expand to billions.
