@@ -208,7 +208,7 @@ def test_a_folder_with_outputs_but_no_run_record_is_not_resumed_blindly(tmp_path
 
 
 def test_a_finished_run_killed_in_its_last_steps_is_tidied_by_the_next_claim(tmp_path):
-    """Killed after report.json (a timestamp run: never claimed again): the next run in output_dir tidies it."""
+    """Killed after report.json (a timestamp run, never claimed again): the next claim there tidies it."""
     old = tmp_path / "2026-01-01_00-00-00"
     (old / ".work" / "kfp").mkdir(parents=True)
     (old / "report.json").write_text("{}")

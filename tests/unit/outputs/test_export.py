@@ -151,7 +151,7 @@ def test_upload_dataset_off_writes_no_samples(tmp_path):
 
 
 def test_a_dumped_name_moved_aside_by_a_collision_is_a_report_warning(tmp_path):
-    """a.jpg and a.png both selected: a.jpg cannot be a.png (the other sample's); the report says where it went."""
+    """a.jpg and a.png both selected: a.jpg cannot be a.png (the other sample's); the report says where."""
     root = tmp_path / "in"
     root.mkdir()
     names = ["a.jpg", "a.png", "b.png"]
