@@ -148,6 +148,45 @@ def training_setup_resume(tmp_path_factory):
     return _training_setup(tmp_path_factory, 2)
 
 
+@pytest.fixture(scope="module")
+def objects_setup(tmp_path_factory):
+    """Object-level selection over a Lightly predictions task: crops.csv, *_crops.txt, the crop dataset."""
+    from tests.unit.phases.test_object_level import make_world
+
+    tmp = tmp_path_factory.mktemp("walk-objects")
+    make_world(tmp / "in")
+    args = [
+        f"input_dir={tmp / 'in'}",
+        "run_directory=r",
+        "object_level.task_name=vehicles",
+        "object_level.padding=0.1",
+        "stopping_condition.n_samples=3",
+        *TINY,
+        "upload_report=False",
+    ]
+    return {"args": args, "prepare": None, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def columns_setup(tmp_path_factory):
+    """A precomputed embeddings file with Lightly's masked/selected columns and a score column: the
+    embeddings artifact's columns.npz."""
+    tmp = tmp_path_factory.mktemp("walk-columns")
+    data = make_image_folder(tmp / "in", n=8, n_dup=1)
+    lines = ["filenames,embedding_0,embedding_1,masked,selected,score,labels"]
+    for k, n in enumerate(sorted(data.images)):
+        lines.append(f"{n},{k % 3}.5,{k * 0.25:.2f},{int(k == 1)},{int(k == 2)},{k / 10},0")
+    (tmp / "emb.csv").write_text("\n".join(lines) + "\n")
+    args = [
+        f"input_dir={data.root}",
+        "run_directory=r",
+        f"embeddings={tmp / 'emb.csv'}",
+        "stopping_condition.n_samples=4",
+        "upload_report=False",
+    ]
+    return {"args": args, "prepare": None, "tmp": tmp}
+
+
 def _walk(setup: dict, select: str, name: str, skip_sites: list[str] | None = None) -> dict:
     """The driver's result; ``select``: "sites" (first point of each), "all", or "none" (trace only)."""
     work = setup["tmp"] / f"{name}-{select}"
@@ -256,6 +295,37 @@ def test_every_durable_write_of_a_datapool_run_is_a_crash_point(datapool_trace):
 def test_every_durable_write_of_a_training_run_is_a_crash_point(training_setup, tmp_path):
     points, _ = _real_trace(training_setup, tmp_path)
     _assert_covers([p["target"] for p in points], TRAINING_WRITES)
+
+
+#: ... of object-level selection, and of a precomputed embeddings file's extra columns.
+OBJECT_WRITES = ["/r/data/crops.csv", "_crops.txt", "/r/crops/in-crops/"]
+COLUMNS_WRITES = ["/columns.npz"]
+
+
+def test_every_durable_write_of_an_object_level_run_is_a_crash_point(objects_setup, tmp_path):
+    points, _ = _real_trace(objects_setup, tmp_path)
+    _assert_covers([p["target"] for p in points], OBJECT_WRITES)
+
+
+def test_every_durable_write_of_a_run_with_embedding_columns_is_a_crash_point(columns_setup, tmp_path):
+    points, _ = _real_trace(columns_setup, tmp_path)
+    _assert_covers([p["target"] for p in points], COLUMNS_WRITES)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("which", ["objects", "columns"])
+def test_every_object_level_and_columns_write_site_killed_and_rerun_equals_an_uninterrupted_run(
+    which, objects_setup, columns_setup, datapool_walk
+):
+    """Only at the sites the datapool walk did not kill at."""
+    setup = objects_setup if which == "objects" else columns_setup
+    result = _walk(setup, "sites", which, skip_sites=datapool_walk["sites"])
+    assert not result["failures"], result["failures"]
+    _assert_covers(
+        [p["target"] for p in result["trace"]], OBJECT_WRITES if which == "objects" else COLUMNS_WRITES
+    )
+    print(f"\n{len(result['walked'])} of {result['points']} points walked in {result['seconds']} s")
 
 
 @pytest.mark.slow
