@@ -8,13 +8,14 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from kurate.errors import PhaseFailedError
-from kurate.io import storage
+from kurate.io import runfolder, storage
 from kurate.phases import _entry
 from kurate.plan import TASKS, RunPlan
 
@@ -83,6 +84,48 @@ def task_failure(record_path: str, exc: BaseException) -> PhaseFailedError:
     )
 
 
+#: A bucket run's local scratch folder: ``<temp dir>/kurate-work-<pid>-<random>``, with its owner record.
+SCRATCH_PREFIX = "kurate-work-"
+SCRATCH_OWNER = "owner.json"
+_SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(\d+)-")
+
+
+def _make_scratch(keep: bool) -> str:
+    """A bucket run's local scratch folder, recording who owns it (and whether it is kept on purpose)."""
+    work_dir = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    with open(os.path.join(work_dir, SCRATCH_OWNER), "w", encoding="utf-8") as fh:
+        json.dump({**runfolder.this_process(), "keep": keep}, fh)
+    return work_dir
+
+
+def sweep_scratch(tmpdir: str | None = None) -> list[str]:
+    """Remove the local scratch folders of bucket runs whose ``kurate`` process is gone (killed).
+
+    A failed run removes its own; a killed one cannot, so the next bucket run on this machine does.
+    Folders kept on purpose (``keep_work``) and those of live runs stay. Returns the removed paths.
+    """
+    root = tmpdir or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _SCRATCH_NAME.match(entry.name)
+        try:
+            if not m or not entry.is_dir(follow_symlinks=False):
+                continue
+            with open(os.path.join(entry.path, SCRATCH_OWNER), encoding="utf-8") as fh:
+                owner = json.load(fh)
+        except (OSError, ValueError):  # no record (killed before writing it): the pid in its name
+            owner = {"host": socket.gethostname(), "pid": int(m.group(1))} if m else None
+        if not isinstance(owner, dict) or owner.get("keep") or runfolder.owner_is_live(owner):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
 def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> None:
     """Execute every task with kfp.local's SubprocessRunner in this Python environment.
 
@@ -99,7 +142,12 @@ def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> 
 
     from kurate.pipelines.curation import build_pipeline
 
-    work_dir = plan.work_dir or tempfile.mkdtemp(prefix="kurate-work-")
+    if plan.work_dir:
+        work_dir = plan.work_dir
+    else:
+        for gone in sweep_scratch():
+            log.info("removed %s, the scratch folder of a killed bucket run", gone)
+        work_dir = _make_scratch(keep_work)
     os.makedirs(work_dir, exist_ok=True)
     if not plan.work_dir:
         log.info("intermediate artifacts in %s (the outputs go to %s)", work_dir, plan.run_dir)

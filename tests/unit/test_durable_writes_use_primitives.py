@@ -43,6 +43,8 @@ SCRATCH = {
         "write_error_record",
     ): "the error record a failed task leaves for the kurate command",
     ("pipelines/local.py", "run_local"): "kfp.local's scratch folder for a bucket run (removed after)",
+    ("pipelines/local.py", "_make_scratch"): "a bucket run's local scratch folder and its owner record",
+    ("pipelines/local.py", "sweep_scratch"): "removes the local scratch folders of killed bucket runs",
     ("pipelines/local.py", "_task_environment"): "the tasks' $TMPDIR and error record, inside the scratch",
     ("pipelines/submit.py", "submit"): "the compiled pipeline, in a temp folder, for the upload",
     ("pipelines/compile.py", "*"): "writes the compiled pipeline files (make compile)",

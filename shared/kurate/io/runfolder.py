@@ -39,7 +39,15 @@ from typing import Any
 from kurate.errors import ConfigError, OutputExistsError, RunFolderBusyError, SettingsChangedError
 from kurate.io import storage
 
-__all__ = ["Claim", "RunFolderBusyError", "SettingsChangedError", "claim", "owner_is_live", "settings_diff"]
+__all__ = [
+    "Claim",
+    "RunFolderBusyError",
+    "SettingsChangedError",
+    "claim",
+    "owner_is_live",
+    "settings_diff",
+    "this_process",
+]
 
 log = logging.getLogger("kurate.runfolder")
 
@@ -64,6 +72,11 @@ def _pid_start(pid: int) -> str:
             return fh.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return ""
+
+
+def this_process() -> dict[str, Any]:
+    """Who runs this code, as :func:`owner_is_live` checks it: host, pid, the process's start time."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _pid_start(os.getpid())}
 
 
 def owner_is_live(owner: dict[str, Any]) -> bool:
