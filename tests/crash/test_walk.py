@@ -256,6 +256,7 @@ DATAPOOL_WRITES = [
     "/r/filenames/sampled_filenames.txt",
     "/r/filenames/corrupt_filenames.txt",
     "/r/data/embeddings.csv",
+    "/r/data/metadata.csv",  # the check's computed lightly.* metadata (issue 18)
     "/r/data/sampled/",
     "/r/data/weak_labels.json",
     "/r/report.json",
