@@ -1,7 +1,7 @@
 """The run-folder claim: one live run per run folder, stale locks recovered, timestamp folders unique.
 
 Written against ``storage.create_exclusive`` only, so the same claim holds on a local disk and in a
-bucket (checked here on the moto S3 server too).
+bucket (checked here on the moto S3 server and the GCS emulator too).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ SETTINGS = {"input_dir": "/data/in", "stopping_condition.n_samples": 5, "output_
 
 
 def _out(where, request, tmp_path) -> str:
-    if where == "s3":
-        s3 = request.getfixturevalue("s3")
-        return f"s3://{s3.bucket()}/out"
+    if where in ("s3", "gs"):
+        helper = request.getfixturevalue("s3" if where == "s3" else "gcs")
+        return f"{where}://{helper.bucket()}/out"
     return str(tmp_path / "out")
 
 
@@ -35,7 +35,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
 def test_claim_makes_the_folder_its_record_and_a_lock_release_drops_the_lock(where, request, tmp_path):
     out = _out(where, request, tmp_path)
     claim = runfolder.claim(out, "r1", SETTINGS)
@@ -52,7 +52,7 @@ def test_claim_makes_the_folder_its_record_and_a_lock_release_drops_the_lock(whe
     again.release()
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
 def test_a_second_live_claimant_is_refused_with_one_line(where, request, tmp_path):
     out = _out(where, request, tmp_path)
     first = runfolder.claim(out, "r1", SETTINGS)
@@ -64,7 +64,7 @@ def test_a_second_live_claimant_is_refused_with_one_line(where, request, tmp_pat
     first.release()
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
 def test_a_stale_lock_of_a_dead_process_is_recovered(where, request, tmp_path):
     out = _out(where, request, tmp_path)
     first = runfolder.claim(out, "r1", SETTINGS)
@@ -121,13 +121,15 @@ def _race(args_list):
         return pool.map(_claim_in_process, args_list)
 
 
-def test_timestamp_folders_never_collide(tmp_path):
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
+def test_timestamp_folders_never_collide(where, request, tmp_path):
+    out = _out(where, request, tmp_path)
     now = time.time()
-    results = _race([(str(tmp_path), None, now)] * 6)
+    results = _race([(out, None, now)] * 6)
     assert len(set(results)) == 6 and "busy" not in results
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
-    assert all(os.path.basename(r).startswith(stamp) for r in results)
-    assert os.path.join(str(tmp_path), stamp) in results  # the first keeps Lightly's plain name
+    assert all(r.rsplit("/", 1)[-1].startswith(stamp) for r in results)
+    assert storage.join(out, stamp) in results  # the first keeps Lightly's plain name
 
 
 def test_a_timestamp_never_reuses_an_existing_folder(tmp_path):
@@ -140,8 +142,9 @@ def test_a_timestamp_never_reuses_an_existing_folder(tmp_path):
     claim.release()
 
 
-def test_one_name_claimed_by_many_processes_at_once_has_exactly_one_winner(tmp_path):
-    results = _race([(str(tmp_path), "same", None)] * 6)
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
+def test_one_name_claimed_by_many_processes_at_once_has_exactly_one_winner(where, request, tmp_path):
+    results = _race([(_out(where, request, tmp_path), "same", None)] * 6)
     assert results.count("busy") == 5
 
 
@@ -155,18 +158,20 @@ def test_many_processes_recovering_one_stale_lock_have_exactly_one_winner(tmp_pa
     assert results.count("busy") == 5
 
 
-def test_resuming_with_other_settings_is_refused_naming_the_keys(tmp_path):
-    runfolder.claim(str(tmp_path), "r1", SETTINGS).release()
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
+def test_resuming_with_other_settings_is_refused_naming_the_keys(where, request, tmp_path):
+    out = _out(where, request, tmp_path)
+    runfolder.claim(out, "r1", SETTINGS).release()
     changed = {**SETTINGS, "stopping_condition.n_samples": 3, "output_image_format": "jpg"}
     with pytest.raises(runfolder.SettingsChangedError) as err:
-        runfolder.claim(str(tmp_path), "r1", changed)
+        runfolder.claim(out, "r1", changed)
     text = str(err.value)
     assert err.value.exit_code == 2 and "\n" not in text
     assert "stopping_condition.n_samples" in text and "output_image_format" in text
     assert "input_dir" not in text
     assert "run_directory" in text
     # the refused attempt left the lock free: the original settings still resume it
-    runfolder.claim(str(tmp_path), "r1", SETTINGS).release()
+    runfolder.claim(out, "r1", SETTINGS).release()
 
 
 def test_a_complete_run_is_refused_and_its_leftovers_are_cleaned(tmp_path):
@@ -245,3 +250,16 @@ def test_empty_folders_and_write_probe_objects_are_not_outputs_of_another_progra
     (tmp_path / "g" / "sub" / "x.txt").write_text("x")
     with pytest.raises(ConfigError, match="did not record"):
         runfolder.claim(str(tmp_path), "g", SETTINGS)
+
+
+@pytest.mark.parametrize("where", ["s3", "gs"])
+def test_a_write_probe_object_left_in_a_bucket_run_folder_is_not_another_programs_file(
+    where, request, tmp_path
+):
+    """A bucket that refuses deletes keeps the start probe's ``.kurate-probe-*`` object: still claimable."""
+    out = _out(where, request, tmp_path)
+    storage.write_bytes(storage.join(out, "r", f"{storage.PROBE_PREFIX}0123abcd"), b"")
+    runfolder.claim(out, "r", SETTINGS).release()
+    storage.write_bytes(storage.join(out, "other", "notes.txt"), b"x")
+    with pytest.raises(ConfigError, match="did not record"):
+        runfolder.claim(out, "other", SETTINGS)
