@@ -320,3 +320,40 @@ def test_a_hung_endpoint_ends_the_run_at_start(setup, scheme, tmp_path) -> None:
     last = _last_line(proc)
     assert last.startswith("kurate: error: ") and "no answer within 4 s" in last, last
     assert hung.url.split("://")[1] in last
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_one_denied_object_is_the_last_line_naming_it_and_its_cause(setup, scheme) -> None:
+    """One object answers 403 (access denied is systemic: the run stops, README): the ``kurate``
+    command's last line names that object and the store's words, exit 1, no traceback; the failed
+    run removes its local scratch, and the scratch of an earlier killed run goes too."""
+    _, s3, gcs, _, _, env, tmp = setup
+    helper, other = (s3, gcs) if scheme == "s3" else (gcs, s3)  # the outputs go to the other store
+    bucket, valid = _hostile_bucket(helper)
+    out_scheme, out_bucket = ("gs" if scheme == "s3" else "s3"), other.bucket()
+    victim = valid[3]
+    killed = tmp / "tmpdir" / "kurate-work-999999999-left"  # a bucket run killed earlier (no such pid)
+    killed.mkdir()
+
+    def deny(n: int, method: str, path: str) -> str | None:
+        return "403" if method == "GET" and victim in path else None
+
+    endpoint = "AWS_ENDPOINT_URL" if scheme == "s3" else "STORAGE_EMULATOR_HOST"
+    with FaultProxy(helper.endpoint, deny, "s3" if scheme == "s3" else "gcs") as proxy:
+        proc = run_kurate(
+            {**env, endpoint: proxy.url},
+            f"input_dir={scheme}://{bucket}/data",
+            f"output_dir={out_scheme}://{out_bucket}/out",
+            "run_directory=r",
+            "stopping_condition.n_samples=2",
+            *FAST,
+        )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = _last_line(proc)
+    assert last.startswith(f"kurate: error: {scheme}://{bucket}/data/{victim}: access denied ("), last
+    assert ("AccessDenied" if scheme == "s3" else "403") in last
+    assert "Traceback" not in proc.stderr and "\x1b[" not in proc.stderr
+    assert proxy.faults["403"] >= 1
+    log = other.get(out_bucket, "out/r/kurate.log").decode()
+    assert "Traceback" in log and f"{victim}: access denied" in log  # everything is in the run's log
+    assert not list((tmp / "tmpdir").glob("kurate-work-*"))
