@@ -187,6 +187,21 @@ def columns_setup(tmp_path_factory):
     return {"args": args, "prepare": None, "tmp": tmp}
 
 
+@pytest.fixture(scope="module")
+def datasource_setup(tmp_path_factory):
+    """Lightly's datasource mode (issue 15a): its state is a datapool named after the datasource."""
+    tmp = tmp_path_factory.mktemp("walk-datasource")
+    data = make_image_folder(tmp / "in", n=8, n_dup=1)
+    args = [
+        f"datasource.dataset_id={data.root}",
+        "run_directory=r",
+        "stopping_condition.n_samples=3",
+        *TINY,
+        "upload_report=False",
+    ]
+    return {"args": args, "prepare": None, "tmp": tmp}
+
+
 def _walk(setup: dict, select: str, name: str, skip_sites: list[str] | None = None) -> dict:
     """The driver's result; ``select``: "sites" (first point of each), "all", or "none" (trace only)."""
     work = setup["tmp"] / f"{name}-{select}"
@@ -311,6 +326,12 @@ def test_every_durable_write_of_an_object_level_run_is_a_crash_point(objects_set
 def test_every_durable_write_of_a_run_with_embedding_columns_is_a_crash_point(columns_setup, tmp_path):
     points, _ = _real_trace(columns_setup, tmp_path)
     _assert_covers([p["target"] for p in points], COLUMNS_WRITES)
+
+
+def test_the_datasource_modes_state_is_written_at_crash_points(datasource_setup, tmp_path):
+    points, _ = _real_trace(datasource_setup, tmp_path)
+    state = [p["target"] for p in points if "/datapool/datasource-" in p["target"]]
+    _assert_covers(state, ["/versions/00000001.json", "/datapool_latest.csv", "/history/"])
 
 
 @pytest.mark.slow
