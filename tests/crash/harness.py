@@ -18,8 +18,41 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def _in_fork(child: Callable[[], int], *, group: bool = False) -> int:
+    """Run ``child()`` in a forked process; its exit code (``-9``: killed). The child never returns:
+    it ends with ``os._exit`` (a SystemExit's code, 1 on any other exception, printed as the real
+    process would). ``group``: the child leads a process group of its own, killed when it ends."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if group:
+                os.setpgid(0, 0)
+            code = child()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: B036 - the child's own failure, as the real process prints it
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if group:  # anything of the group still alive (a task orphaned by a crash in the command): gone too
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return os.waitstatus_to_exitcode(status)
 
 
 def _executor_in_fork(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
@@ -30,33 +63,20 @@ def _executor_in_fork(full_command: list[str], env_vars: dict[str, str] | None =
     module = os.path.join(program, "ephemeral_component.py")
     with open(module, "w", encoding="utf-8") as fh:
         fh.write(source)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the task
-        code = 1
-        try:
-            os.environ.update(env_vars or {})
-            os.environ["_KFP_RUNTIME"] = "true"
-            from kfp.dsl.executor_main import executor_main
 
-            sys.argv = ["executor_main", "--component_module_path", module, *args]
-            executor_main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: B036 - the task's own failure, as the real executor prints it
-            traceback.print_exc()
-            code = 1
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    shutil.rmtree(program, ignore_errors=True)
-    return os.waitstatus_to_exitcode(status)
+    def task() -> int:
+        os.environ.update(env_vars or {})
+        os.environ["_KFP_RUNTIME"] = "true"
+        from kfp.dsl.executor_main import executor_main
+
+        sys.argv = ["executor_main", "--component_module_path", module, *args]
+        executor_main()
+        return 0
+
+    try:
+        return _in_fork(task)
+    finally:
+        shutil.rmtree(program, ignore_errors=True)
 
 
 def warm_up() -> None:
@@ -78,41 +98,21 @@ def warm_up() -> None:
 def run_kurate(argv: Sequence[str], env: dict[str, str], log_path: str) -> int:
     """``kurate argv`` in a forked process group of its own; its exit code, or -9 if it was killed.
 
-    stdout and stderr go to ``log_path``. A crash point with ``KURATE_CRASH_KILL=group`` kills the
-    whole group: the command and the task it runs, as a machine that loses power.
+    stdout and stderr go to ``log_path``. A crash point with ``KURATE_CRASH_KILL=run`` kills the
+    command and the task it runs, as a machine that loses power.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setpgid(0, 0)
-            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
-            os.environ.update(env)
-            from kurate.cli import main
 
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: B036
-            traceback.print_exc()
-            code = 1
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    try:  # anything of the group still alive (a task orphaned by a crash in the command): gone too
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return os.waitstatus_to_exitcode(status)
+    def command() -> int:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.environ.update(env)
+        from kurate.cli import main
+
+        return main(list(argv))
+
+    return _in_fork(command, group=True)
 
 
 def env_without_crash(extra: dict[str, Any] | None = None) -> dict[str, str]:

@@ -13,34 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+# the same command line, fast model and environment as the error tests
+from tests.e2e.test_errors_cli import FAST, KURATE, _env, kurate
 from tests.helpers import make_image_folder
-
-KURATE = str(Path(sys.executable).with_name("kurate"))
-FAST = [
-    "lightly.collate.input_size=32",
-    "lightly.loader.batch_size=8",
-    "lightly.loader.num_workers=0",
-    "lightly.model.num_ftrs=16",
-    "lightly.model.name=resnet-9",
-    "lightly.model.width=0.25",
-    "lightly.pre_trained=False",
-    "upload_report=False",
-]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KURATE_")}
-    env.update(extra)
-    return env
-
-
-def kurate(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([KURATE, *args], capture_output=True, text=True, timeout=600, env=_env(**env))
 
 
 def start(*args: str, **env: str) -> subprocess.Popen:
