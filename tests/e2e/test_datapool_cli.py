@@ -87,9 +87,14 @@ def test_incremental_runs_over_a_growing_folder(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in pool.rglob("*") if "cache" not in p.parts} == before
 
 
+def _chunks(pool: Path) -> list[Path]:
+    """The cache's chunks (not a writer's temp file: a killed writer's is removed, never read)."""
+    return [p for p in pool.glob("cache/embeddings/*/chunks/*.npz") if not p.name.startswith(".tmp-")]
+
+
 def _cached_rows(pool: Path) -> int:
     total = 0
-    for chunk in pool.glob("cache/embeddings/*/chunks/*.npz"):
+    for chunk in _chunks(pool):
         with np.load(chunk) as z:
             total += len(z["sha256"])
     return total
@@ -116,7 +121,7 @@ def test_killed_run_resumes_and_embeds_only_what_is_missing(tmp_path):
     )
     deadline = time.monotonic() + 300
     try:
-        while not list(pool.glob("cache/embeddings/*/chunks/*.npz")):
+        while not _chunks(pool):
             assert proc.poll() is None, "the run ended before its first cache chunk was seen"
             assert time.monotonic() < deadline
             time.sleep(0.02)
