@@ -33,6 +33,11 @@ def pipeline_arguments(plan: RunPlan, embed_shards: int | None = None) -> dict[s
 #: Inside the scratch folder: the error record of a failed task, and the tasks' $TMPDIR.
 ERROR_RECORD = "error.json"
 TASK_TMP = "tmp"
+#: The longest $TMPDIR the tasks get inside the scratch folder. multiprocessing's AF_UNIX listeners live
+#: at ``$TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX`` (torch's DataLoader workers hand tensors over through
+#: them) and a socket path holds at most 107 bytes: beyond it a worker's batch is lost and embed waits
+#: forever. A deeper run folder gets a private folder in the system's temp dir instead.
+MAX_TASK_TMP = 70
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -41,11 +46,15 @@ def _task_environment(work_dir: str) -> Iterator[str]:
     """The tasks' environment: where a failing phase leaves its error record, and a $TMPDIR of their own.
 
     KFP's component command makes a ``mktemp -d`` folder per task and never removes it; with
-    ``TMPDIR`` inside the scratch folder they go with it (and so does kfp.local's workspace).
+    ``TMPDIR`` inside the scratch folder they go with it (and so does kfp.local's workspace); when
+    that path is too long for sockets (:data:`MAX_TASK_TMP`), a private temp folder removed at the end.
     Returns the error record's path.
     """
     record = os.path.join(work_dir, ERROR_RECORD)
     tmp = os.path.join(work_dir, TASK_TMP)
+    private = ""
+    if len(os.fsencode(os.path.abspath(tmp))) > MAX_TASK_TMP:
+        private = tmp = _make_scratch(keep=False)  # a killed run's is swept like a bucket run's scratch
     os.makedirs(tmp, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(record)
@@ -57,6 +66,8 @@ def _task_environment(work_dir: str) -> Iterator[str]:
     try:
         yield record
     finally:
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
         tempfile.tempdir = saved_tempdir
         for k, v in saved.items():
             if v is None:

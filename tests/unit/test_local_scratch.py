@@ -37,3 +37,26 @@ def test_scratch_of_a_killed_run_is_swept_live_and_kept_ones_stay(tmp_path, monk
     assert sorted(swept) == sorted(str(p) for p in (dead, unrecorded, reused))
     assert os.path.isdir(mine) and os.path.isdir(kept) and other.is_dir()
     assert not dead.exists() and not unrecorded.exists() and not reused.exists()
+
+
+_LISTEN = "from multiprocessing.connection import Listener; Listener(family='AF_UNIX').close()"
+
+
+def test_the_tasks_tmpdir_leaves_room_for_multiprocessing_sockets(tmp_path):
+    """torch's DataLoader workers hand batches over through AF_UNIX sockets under $TMPDIR (107 bytes at
+    most): in a deep run folder the tasks' TMPDIR must stay short, or embed with loader workers hangs."""
+    deep = tmp_path / ("d" * 60) / ("e" * 40) / "run" / ".work"
+    deep.mkdir(parents=True)
+    too_long = {**os.environ, "TMPDIR": str(deep / local.TASK_TMP)}
+    (deep / local.TASK_TMP).mkdir()
+    assert subprocess.run([sys.executable, "-c", _LISTEN], env=too_long, capture_output=True).returncode != 0
+    with local._task_environment(str(deep)):
+        tmp = os.environ["TMPDIR"]
+        assert len(tmp) <= local.MAX_TASK_TMP and not tmp.startswith(str(deep))
+        assert subprocess.run([sys.executable, "-c", _LISTEN], capture_output=True).returncode == 0
+    assert not os.path.exists(tmp)  # the private folder goes with the run
+    shallow = tmp_path.parent / "w"
+    shallow.mkdir(exist_ok=True)
+    if len(str(shallow / local.TASK_TMP)) <= local.MAX_TASK_TMP:
+        with local._task_environment(str(shallow)):
+            assert os.environ["TMPDIR"] == str(shallow / local.TASK_TMP)  # inside the scratch, as before
