@@ -88,12 +88,8 @@ def owner_is_live(owner: dict[str, Any]) -> bool:
             return False
         if pid <= 0:
             return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not storage.pid_alive(pid):
             return False
-        except PermissionError:
-            pass  # exists, owned by someone else
         recorded, actual = str(owner.get("pid_start") or ""), _pid_start(pid)
         return not (recorded and actual and recorded != actual)
     try:

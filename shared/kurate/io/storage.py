@@ -435,14 +435,23 @@ def _temp_beside(uri: str, parent: str) -> tuple[int, str]:
     return fd, tmp
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs: it exists and is not a zombie.
+
+    A process killed but not yet reaped by its parent (or init) writes nothing any more.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass  # exists, owned by someone else
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return True
-    return True
+    return state not in (b"Z", b"X")
 
 
 def is_temp_name(name: str) -> bool:
@@ -472,7 +481,7 @@ def remove_stale_temps(
             if not is_temp_name(name):
                 continue
             m = _TEMP_NAME.match(name)
-            if not any_owner and (m is None or m.group(1) != HOST_TAG or _pid_alive(int(m.group(2)))):
+            if not any_owner and (m is None or m.group(1) != HOST_TAG or pid_alive(int(m.group(2)))):
                 continue
             try:
                 os.unlink(os.path.join(dirpath, name))

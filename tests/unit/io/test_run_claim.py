@@ -263,3 +263,22 @@ def test_a_write_probe_object_left_in_a_bucket_run_folder_is_not_another_program
     storage.write_bytes(storage.join(out, "other", "notes.txt"), b"x")
     with pytest.raises(ConfigError, match="did not record"):
         runfolder.claim(out, "other", SETTINGS)
+
+
+def test_a_killed_owner_not_yet_reaped_is_dead(tmp_path):
+    """A zombie (killed, its parent or init not done reaping it) writes nothing any more: its lock is
+    stale and its temp files are removed (the crash walk's rerun found a killed task's temp kept)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        assert not storage.pid_alive(proc.pid) and storage.pid_alive(os.getpid())
+        owner = {"host": socket.gethostname(), "pid": proc.pid, "pid_start": runfolder._pid_start(proc.pid)}
+        assert not runfolder.owner_is_live(owner)
+        temp = tmp_path / f"{storage.TEMP_PREFIX}{storage.HOST_TAG}-{proc.pid}-abcd-x.npz"
+        temp.write_bytes(b"half")
+        assert storage.remove_stale_temps(str(tmp_path)) == 1 and not temp.exists()
+    finally:
+        proc.wait()
