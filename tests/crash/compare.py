@@ -23,6 +23,7 @@ VOLATILE_EMBEDDING = {
     "computed",
     "cache_hits",
     "device",
+    "backend",  # how this attempt computed (none at all when a rerun found every row in the cache)
     "seconds",
     "embedding_cache",
 }
