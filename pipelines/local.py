@@ -153,12 +153,9 @@ def run_local(plan: RunPlan, keep_work: bool = False, embed_shards: int = 1) -> 
 
     from kurate.pipelines.curation import build_pipeline
 
-    if plan.work_dir:
-        work_dir = plan.work_dir
-    else:
-        for gone in sweep_scratch():
-            log.info("removed %s, the scratch folder of a killed bucket run", gone)
-        work_dir = _make_scratch(keep_work)
+    for gone in sweep_scratch():  # a bucket run's scratch, or a deep run folder's private $TMPDIR
+        log.info("removed %s, the scratch folder of a killed run", gone)
+    work_dir = plan.work_dir or _make_scratch(keep_work)
     os.makedirs(work_dir, exist_ok=True)
     if not plan.work_dir:
         log.info("intermediate artifacts in %s (the outputs go to %s)", work_dir, plan.run_dir)

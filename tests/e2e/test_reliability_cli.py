@@ -198,3 +198,15 @@ def test_a_hostile_input_folder_runs_through(tmp_path):
     assert set(reported) == set(corpus.skipped)
     dumped = [p for p in (run / "data" / "sampled").rglob("*") if p.is_file()]
     assert len(dumped) == 5
+
+
+def test_a_deep_run_folder_with_loader_workers_runs(tmp_path):
+    """The tasks' $TMPDIR is a short scratch folder in the system's temp folder, not inside the run
+    folder: multiprocessing's Unix sockets (embed's loader workers hand batches over through them)
+    take paths of 108 bytes at most, and a deep output_dir made embed wait forever."""
+    data = make_image_folder(tmp_path / "in", n=6, n_dup=0)
+    out = tmp_path / ("d" * 60) / ("e" * 60)
+    args = [f"input_dir={data.root}", f"output_dir={out}", "stopping_condition.n_samples=2"]
+    fast = [a for a in FAST if not a.startswith("lightly.loader.num_workers")]
+    proc = kurate(*args, *fast, "lightly.loader.num_workers=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]

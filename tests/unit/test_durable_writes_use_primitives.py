@@ -45,7 +45,7 @@ SCRATCH = {
     ("pipelines/local.py", "run_local"): "kfp.local's scratch folder for a bucket run (removed after)",
     ("pipelines/local.py", "_make_scratch"): "a bucket run's local scratch folder and its owner record",
     ("pipelines/local.py", "sweep_scratch"): "removes the local scratch folders of killed bucket runs",
-    ("pipelines/local.py", "_task_environment"): "the tasks' $TMPDIR and error record, inside the scratch",
+    ("pipelines/local.py", "_task_environment"): "the tasks' $TMPDIR (a scratch folder) and error record",
     ("pipelines/submit.py", "submit"): "the compiled pipeline, in a temp folder, for the upload",
     ("pipelines/compile.py", "*"): "writes the compiled pipeline files (make compile)",
     ("kurate/dropin.py", "ensure_writable_home"): "a HOME for an unknown uid in the all-in-one image",
