@@ -200,3 +200,17 @@ def test_a_probe_into_an_existing_folder_keeps_it(tmp_path: Path):
     (tmp_path / "keep").mkdir()
     storage.probe_writable(str(tmp_path / "keep" / "a" / "b"))
     assert (tmp_path / "keep").is_dir() and list((tmp_path / "keep").iterdir()) == []
+
+
+def test_concurrent_probes_of_one_missing_folder_all_pass(tmp_path):
+    """Runs started together probe the same missing folders: one's probe removes the folders it made
+    while another's is inside them; each retries instead of failing with 'No such file or directory'."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kurate.io import storage
+
+    for round_ in range(20):
+        target = tmp_path / f"out{round_}" / "datapool" / "pool" / "cache"
+        with ThreadPoolExecutor(8) as pool:
+            for f in [pool.submit(storage.probe_writable, str(target)) for _ in range(8)]:
+                f.result()  # (a folder may stay: the runs that probe it together are about to use it)

@@ -41,6 +41,7 @@ import shutil
 import socket
 import stat
 import tempfile
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -610,10 +611,18 @@ def probe_writable(uri: str) -> None:
         made.append(folder)
         folder = os.path.dirname(folder)
     try:
-        os.makedirs(uri, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=name, dir=uri)
-        os.close(fd)
-        os.unlink(tmp)
+        for attempt in range(20):
+            try:
+                os.makedirs(uri, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=name, dir=uri)
+            except (FileNotFoundError, FileExistsError):  # a concurrent probe removed a folder it made
+                if attempt == 19:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            os.close(fd)
+            os.unlink(tmp)
+            break
     finally:
         for path in made:  # deepest first
             try:
