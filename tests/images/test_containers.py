@@ -23,6 +23,7 @@ from kurate.config.load import compose_config
 from kurate.demo_data import make_tiny_dataset
 from kurate.deploy import images
 from kurate.deploy.cluster import from_sources
+from kurate.errors import PhaseFailedError
 from kurate.pipelines.argo_local import StepFailed
 from kurate.pipelines.compile import FILES, compile_all
 from kurate.pipelines.containers import data_mounts, run_argo_containers, run_kfp_docker
@@ -120,18 +121,20 @@ def test_argo_steps_as_containers_equal_the_host_run(eng, data, host_run, tmp_pa
 
 def test_a_failing_task_fails_the_container_run(eng, tmp_path, monkeypatch):
     """A task that exits non-zero in its container fails the run (kfp 2.17's DockerRunner alone reports
-    SUCCESS for it: kubeflow/pipelines#13332), on both runners."""
+    SUCCESS for it: kubeflow/pipelines#13332), on both runners, with the phase's own one-line error."""
     monkeypatch.setenv("DOCKER_HOST", os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock"))
     empty = tmp_path / "empty"
     empty.mkdir()
     plan = _plan(empty, writable_by_image_user(tmp_path / "out"))
-    with pytest.raises(RuntimeError, match="ingest"):
+    with pytest.raises(PhaseFailedError, match="no image or video files found under") as err:
         run_kfp_docker(plan)
+    assert "\n" not in str(err.value)
     compiled = tmp_path / "compiled"
     compile_all(str(compiled), from_sources(environ={"KURATE_REGISTRY": images.registry()}), targets=["argo"])
     doc = yaml.safe_load((compiled / FILES["argo"][1]).read_text())
-    with pytest.raises(StepFailed, match="ingest"):
+    with pytest.raises(PhaseFailedError, match="no image or video files found under") as err:
         run_argo_containers(plan, doc, eng)
+    assert isinstance(err.value.__context__, StepFailed) or err.value.detail  # the step's stderr kept
 
 
 def test_the_mounted_input_is_read_only_and_there_is_no_network(eng, data, tmp_path):
