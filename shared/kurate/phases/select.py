@@ -149,13 +149,8 @@ def run_select(
     cand = np.flatnonzero(~flags.excluded) if length == 1 else np.arange(len(points))
     pre_rows = np.flatnonzero(flags.preselected & ~flags.excluded)
     pre_local = np.searchsorted(cand, pre_rows)
-    if n_points is not None and len(pre_rows):
-        if n_points <= len(pre_rows):
-            warnings.append(
-                f"n_samples {n_samples} <= the {len(pre_rows)} already-selected sample(s) of the embeddings "
-                "file: nothing new is selected"
-            )
-        n_points = max(0, n_points - len(pre_rows))
+    if len(pre_rows):  # flags only combine with selected_sequence_length=1: n_points is n_samples here
+        n_points = _minus_kept(n_points, len(pre_rows), warnings)
     cand_points = points[cand] if len(cand) != len(points) else points
     cand_weights = weights[cand] if weights is not None and len(cand) != len(points) else weights
     if n_points is None and min_d is None:
@@ -257,6 +252,18 @@ class _Flags:
         if self.requirements:
             out["requirements"] = self.requirements
         return out
+
+
+def _minus_kept(n_samples: int | None, kept: int, warnings: list[str]) -> int | None:
+    """The budget left for new picks once the embeddings file's ``kept`` already-selected rows count."""
+    if n_samples is None:
+        return None
+    if n_samples <= kept:
+        warnings.append(
+            f"n_samples {n_samples} <= the {kept} already-selected sample(s) of the embeddings file: "
+            "nothing new is selected"
+        )
+    return max(0, n_samples - kept)
 
 
 def _flags(embeddings_in: str, n: int, meta: dict[str, Any], warnings: list[str]) -> _Flags:
@@ -363,13 +370,7 @@ def _select_with_spec(
             kept = emb[pre_rows]
             pool = kept if pool is None else np.concatenate([pool, kept])
             pool_names = [*pool_names, *(names[i] for i in pre_rows)]
-            if n_samples is not None:
-                if n_samples <= len(pre_rows):
-                    warnings.append(
-                        f"n_samples {n_samples} <= the {len(pre_rows)} already-selected sample(s) of the "
-                        "embeddings file: nothing new is selected"
-                    )
-                n_samples = max(0, n_samples - len(pre_rows))
+            n_samples = _minus_kept(n_samples, len(pre_rows), warnings)
         names = [names[i] for i in cand]
         emb = emb[cand]
     computed: dict[str, np.ndarray] = {}
